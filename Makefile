@@ -1,0 +1,39 @@
+# Every target creates and uses .venv on its own.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-slow lint bench bench-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,postgres]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m matcher.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check matcher tests benchmarks
+	$(BIN)/ruff format --check matcher tests benchmarks
+	$(BIN)/mypy matcher
+
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,bench]'
+
+bench: bench-deps
+	$(BIN)/python benchmarks/encode.py --json
+	$(BIN)/python benchmarks/quality.py --json
+
+clean:
+	rm -rf $(VENV) build *.egg-info
