@@ -63,8 +63,9 @@ class EncodedBatch:
                 f"filters must have shape ({n}, {self.filter_bits // 64})", field="filter"
             )
         if len(self.blocking_tokens) != n:
-            raise EncodingError("one blocking token list per record is needed",
-                                field="blocking_tokens")
+            raise EncodingError(
+                "one blocking token list per record is needed", field="blocking_tokens"
+            )
 
     def __len__(self) -> int:
         return len(self.record_refs)
@@ -113,7 +114,9 @@ class EncodedBatch:
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+            raise InputError(
+                f"{path}: not a readable Parquet file ({type(exc).__name__})"
+            ) from None
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         if meta.get("format") != BATCH_FORMAT:
             raise EncodingError(f"{path}: not a matcher encoded batch", field="format")
@@ -132,8 +135,9 @@ class EncodedBatch:
                 f"{path}: filter column must hold {filter_bits // 8}-byte values", field="filter"
             )
         buf = farr.buffers()[1]
-        raw = np.frombuffer(buf, dtype="<u8", count=n * (filter_bits // 64),
-                            offset=farr.offset * (filter_bits // 8))
+        raw = np.frombuffer(
+            buf, dtype="<u8", count=n * (filter_bits // 64), offset=farr.offset * (filter_bits // 8)
+        )
         filters = raw.reshape(n, filter_bits // 64).astype(np.uint64)
         tok = table.column("blocking_tokens").combine_chunks()
         offs = tok.offsets.to_numpy()

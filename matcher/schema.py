@@ -37,7 +37,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-FieldKind = Literal["name", "names", "date", "sex", "postcode", "text"]
+FieldKind = Literal["name", "nickname", "names", "date", "sex", "postcode", "address", "town"]
 HardeningMode = Literal["none", "rr"]
 
 _FIELD_KEYS = {"name", "kind", "columns", "bits", "k", "q", "key_domain", "required"}
@@ -166,9 +166,7 @@ class LinkageSchema:
         return {
             "version": self.version,
             "name": self.name,
-            "fields": [
-                {**asdict(f), "columns": list(f.columns)} for f in self.fields
-            ],
+            "fields": [{**asdict(f), "columns": list(f.columns)} for f in self.fields],
             "hardening": asdict(self.hardening),
         }
 
@@ -323,16 +321,18 @@ def default_schema(hardening: Hardening | None = None) -> LinkageSchema:
     return LinkageSchema(
         name="uk-nominal",
         fields=(
-            FieldSpec("forename", "name", ("forename",), 128, 6, key_domain="name", required=True),
-            FieldSpec("surname", "name", ("surname",), 128, 6, key_domain="name", required=True),
+            FieldSpec("forename", "name", ("forename",), 128, 5, key_domain="name", required=True),
+            # The canonical root of the forename (bill -> william), so nicknames agree.
+            FieldSpec("forename_root", "nickname", ("forename",), 64, 6),
+            FieldSpec("surname", "name", ("surname",), 128, 5, key_domain="name", required=True),
             FieldSpec(
-                "other_names", "names", ("middle_names", "aliases"), 128, 6, key_domain="name"
+                "other_names", "names", ("middle_names", "aliases"), 128, 5, key_domain="name"
             ),
             FieldSpec("date_of_birth", "date", ("date_of_birth",), 128, 4, required=True),
             FieldSpec("sex", "sex", ("sex",), 64, 8),
-            FieldSpec("postcode", "postcode", ("postcode",), 128, 5),
-            FieldSpec("address", "text", ("address",), 192, 4),
-            FieldSpec("town", "text", ("town",), 128, 5),
+            FieldSpec("postcode", "postcode", ("postcode",), 128, 4),
+            FieldSpec("address", "address", ("address",), 192, 3),
+            FieldSpec("town", "town", ("town",), 64, 3),
         ),
         hardening=hardening or Hardening(),
     )
