@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
 
 Token = tuple[str, int]  # (token text, weight: multiples of the field's k)
 _CHUNK = 4096
+_CACHE_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,22 @@ def _tokens_for(spec: FieldSpec, rec: NormalisedRecord) -> list[Token]:
     return [(g, 1) for g in _qgrams(t, spec.q)] if t else []
 
 
+def _field_value(spec: FieldSpec, rec: NormalisedRecord) -> object:
+    """The normalised value a field's tokens are made from (the cache key)."""
+    kind = spec.kind
+    if kind in ("name",):
+        return getattr(rec, spec.name, None)
+    if kind == "nickname":
+        return rec.forename
+    if kind == "names":
+        return rec.other_names
+    if kind == "date":
+        return rec.date_of_birth
+    if kind == "postcode":
+        return rec.postcode.full if rec.postcode else None
+    return getattr(rec, kind, None)
+
+
 def _salt(spec: FieldSpec, rec: NormalisedRecord, salt_field: str | None) -> str:
     if salt_field is None or spec.domain != "name":
         return ""
@@ -275,42 +293,61 @@ class Encoder:
         self._keys = {f.domain: secret.derive("field", f.domain) for f in schema.fields}
         self._block_key = secret.derive("block", "tokens")
         self._rr_key = secret.derive("harden", "rr")
-        self._cache: dict[tuple[str, int, str, str, int], NDArray[np.int64]] = {}
-        self._segments = {s.name: s for s in schema.segments}
+        self._tcache: dict[tuple[str, str, str, int], tuple[int, ...]] = {}
+        self._fcache: dict[tuple[str, str, object], tuple[int, ...]] = {}
+        self._bcache: dict[str, int] = {}
+        self._bases = {s.name: s.word_offset * 64 for s in schema.segments}
 
-    def _positions(self, spec: FieldSpec, salt: str, token: str, weight: int) -> NDArray[np.int64]:
-        key = (spec.domain, spec.bits, salt, token, spec.k * weight)
-        pos = self._cache.get(key)
+    def _token_positions(
+        self, spec: FieldSpec, salt: str, token: str, weight: int
+    ) -> tuple[int, ...]:
+        """Absolute bit positions of one token: ``k * weight`` draws from a keyed PRF."""
+        key = (spec.name, salt, token, weight)
+        pos = self._tcache.get(key)
         if pos is None:
             count = spec.k * weight
-            need = 4 * count
             msg = (salt + "\x1f" + token).encode()
             buf = b""
             ctr = 0
-            while len(buf) < need:
+            while len(buf) < 4 * count:
                 buf += hashlib.blake2b(
                     msg + ctr.to_bytes(2, "little"), key=self._keys[spec.domain], digest_size=64
                 ).digest()
                 ctr += 1
-            raw = np.frombuffer(buf[:need], dtype="<u4").astype(np.int64)
-            pos = raw % spec.bits
-            if len(self._cache) < 2_000_000:
-                self._cache[key] = pos
+            base = self._bases[spec.name]
+            pos = tuple(
+                base + int.from_bytes(buf[4 * c : 4 * c + 4], "little") % spec.bits
+                for c in range(count)
+            )
+            if len(self._tcache) < _CACHE_LIMIT:
+                self._tcache[key] = pos
         return pos
 
-    def record_positions(self, rec: NormalisedRecord) -> NDArray[np.int64]:
+    def _field_positions(
+        self, spec: FieldSpec, rec: NormalisedRecord, salt: str
+    ) -> tuple[int, ...]:
+        value = _field_value(spec, rec)
+        if value is None or value == ():
+            return ()
+        key = (spec.name, salt, value)
+        hit = self._fcache.get(key)
+        if hit is None:
+            out: list[int] = []
+            for tok, w in _tokens_for(spec, rec):
+                out.extend(self._token_positions(spec, salt, tok, w))
+            hit = tuple(out)
+            if spec.kind != "address" and len(self._fcache) < _CACHE_LIMIT:
+                self._fcache[key] = hit
+        return hit
+
+    def record_positions(self, rec: NormalisedRecord) -> list[int]:
         """Bit positions (in the whole vector) that ``rec`` sets before hardening."""
-        parts: list[NDArray[np.int64]] = []
+        out: list[int] = []
         salt_field = self.schema.hardening.salt_field
         for spec in self.schema.fields:
-            seg = self._segments[spec.name]
             salt = _salt(spec, rec, salt_field)
-            base = seg.word_offset * 64
-            for tok, w in _tokens_for(spec, rec):
-                parts.append(self._positions(spec, salt, tok, w) + base)
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(parts)
+            out.extend(self._field_positions(spec, rec, salt))
+        return out
 
     def record_digest(self, rec: NormalisedRecord) -> bytes:
         """A keyed digest of the record's content: the seed of its hardening stream."""
@@ -329,13 +366,15 @@ class Encoder:
         return hmac.new(self._rr_key, text.encode(), hashlib.sha256).digest()
 
     def blocking_tokens(self, rec: NormalisedRecord) -> NDArray[np.uint64]:
-        toks = sorted(set(_block_tokens(rec)))
-        vals = [
-            int.from_bytes(
-                hashlib.blake2b(t.encode(), key=self._block_key, digest_size=8).digest(), "little"
-            )
-            for t in toks
-        ]
+        vals = []
+        for t in sorted(set(_block_tokens(rec))):
+            v = self._bcache.get(t)
+            if v is None:
+                digest = hashlib.blake2b(t.encode(), key=self._block_key, digest_size=8).digest()
+                v = int.from_bytes(digest, "little")
+                if len(self._bcache) < _CACHE_LIMIT:
+                    self._bcache[t] = v
+            vals.append(v)
         return np.array(vals, dtype=np.uint64)
 
     def encode_records(
@@ -350,9 +389,15 @@ class Encoder:
             chunk = records[start : start + _CHUNK]
             bits = np.zeros((len(chunk), nbits), dtype=np.bool_)
             digests: list[bytes] = []
-            for r, rec in enumerate(chunk):
-                bits[r, self.record_positions(rec)] = True
+            cols: list[int] = []
+            lens: list[int] = []
+            for rec in chunk:
+                pos = self.record_positions(rec)
+                cols.extend(pos)
+                lens.append(len(pos))
                 digests.append(self.record_digest(rec))
+            rows = np.repeat(np.arange(len(chunk)), lens)
+            bits[rows, np.array(cols, dtype=np.int64)] = True
             bits = harden(
                 bits, digests, self.schema.hardening.mode, self.schema.hardening.flip_probability
             )
@@ -404,27 +449,60 @@ def encode_frame(
     *,
     id_column: str | None = "id",
     progress: bool = False,
+    workers: int | None = None,
 ) -> EncodeResult:
     """Normalise and encode a force's records; nothing raw is in the returned batch.
 
     ``refs`` (columns ``record_ref, id``) maps the opaque references back to local ids and
-    must stay with the force.
+    must stay with the force. Large inputs are encoded in ``workers`` processes (default:
+    one per core once the input is big enough to repay starting them).
     """
     if not force or not force.replace("-", "").replace("_", "").isalnum():
         raise InputError("force code must be a non-empty alphanumeric code", field="force")
     if len(df) == 0:
         raise InputError("the input has no records", field="rows")
     ids = _ids(df, id_column)
-    records, issues = normalise_frame(df, schema)
-    enc = Encoder(schema, secret)
-    bar = _progress_bar(len(records), "encoding", enabled=progress)
+    missing = [c for c in schema.required_columns if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"required column(s) missing: {', '.join(missing)}", field=",".join(missing)
+        )
+    cols = [c for c in schema.input_columns if c in df.columns]
+    frame = df[cols]
+    n_workers = _workers(len(frame), workers)
+    bar = _progress_bar(len(frame), "encoding", enabled=progress)
+    parts: list[tuple[NDArray[np.uint64], list[NDArray[np.uint64]], list[FieldIssue]]] = []
     try:
-        filters = enc.encode_records(records, progress=bar.update if bar else None)
+        if n_workers <= 1:
+            for start in range(0, len(frame), _SLICE):
+                parts.append(
+                    _encode_slice(frame.iloc[start : start + _SLICE], schema, secret, start)
+                )
+                if bar:
+                    bar.update(min(_SLICE, len(frame) - start))
+        else:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with cf.ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+                futs = [
+                    pool.submit(
+                        _encode_slice, frame.iloc[start : start + _SLICE], schema, secret, start
+                    )
+                    for start in range(0, len(frame), _SLICE)
+                ]
+                for fut in futs:
+                    parts.append(fut.result())
+                    if bar:
+                        bar.update(len(parts[-1][1]))
     finally:
         if bar:
             bar.close()
-    tokens = [enc.blocking_tokens(r) for r in records]
-    refs = new_record_refs(len(records))
+    filters = np.concatenate([p[0] for p in parts])
+    tokens = [t for p in parts for t in p[1]]
+    issues = [i for p in parts for i in p[2]]
+    refs = new_record_refs(len(tokens))
     batch = EncodedBatch(
         force=force,
         epoch=secret.epoch,
@@ -435,6 +513,43 @@ def encode_frame(
         blocking_tokens=tokens,
     )
     return EncodeResult(batch, pd.DataFrame({"record_ref": refs, "id": ids}), issues)
+
+
+_SLICE = 20_000
+_PARALLEL_MIN = 200_000
+
+
+def _workers(n: int, workers: int | None) -> int:
+    if workers is not None:
+        return max(1, workers)
+    if n < _PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, n // _SLICE))
+
+
+def _encode_slice(
+    frame: pd.DataFrame, schema: LinkageSchema, secret: LinkageSecret, offset: int
+) -> tuple[NDArray[np.uint64], list[NDArray[np.uint64]], list[FieldIssue]]:
+    """Normalise and encode one slice of rows (runs in a worker process for big inputs)."""
+    records, issues = normalise_frame(frame, schema)
+    enc = _encoder(schema, secret)
+    filters = enc.encode_records(records)
+    tokens = [enc.blocking_tokens(r) for r in records]
+    shifted = [FieldIssue(i.row + offset, i.column, i.reason) for i in issues]
+    return filters, tokens, shifted
+
+
+_ENCODERS: dict[tuple[str, int, bytes], Encoder] = {}
+
+
+def _encoder(schema: LinkageSchema, secret: LinkageSecret) -> Encoder:
+    """One encoder (and its caches) per schema and secret in a process."""
+    key = (schema.fingerprint, secret.epoch, hashlib.sha256(secret.secret).digest())
+    enc = _ENCODERS.get(key)
+    if enc is None:
+        _ENCODERS.clear()
+        enc = _ENCODERS[key] = Encoder(schema, secret)
+    return enc
 
 
 class _Bar:

@@ -21,7 +21,7 @@ import pandas as pd
 from matcher.encoding import encode_frame
 from matcher.errors import InputError
 from matcher.keys import LinkageSecret
-from matcher.linkage import link_batches
+from matcher.linkage import DEFAULT_THRESHOLD, link_batches
 from matcher.schema import LinkageSchema, default_schema
 
 __all__ = ["EVALUATE_COLUMNS", "QualityReport", "evaluate_frame", "true_pairs"]
@@ -68,7 +68,7 @@ def evaluate_frame(
     force_column: str = "force",
     truth_column: str = "person",
     schema: LinkageSchema | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     one_to_one: bool = True,
 ) -> QualityReport:
     """Encode each force separately under a fresh secret, link, and score against truth."""

@@ -26,11 +26,15 @@ from matcher.schema import LinkageSchema
 from matcher.scoring import MatchModel, compare, levels, train_model
 from matcher.similarity import dice_candidates
 
-__all__ = ["LinkResult", "candidate_pairs", "link_batches", "token_pairs"]
+__all__ = ["DEFAULT_THRESHOLD", "LinkResult", "candidate_pairs", "link_batches", "token_pairs"]
 
 # Blocks larger than this are too common (a frequent name in one year) to be worth
 # enumerating; the Dice scan still covers them.
 MAX_BLOCK = 400
+# Cut-off on the EM posterior. The posterior of a conditional-independence model is
+# overconfident against matches whose fields are correlated errors; 0.1 gave the best F1 on
+# every multi-force FEBRL set (benchmarks/quality.py) with precision still >= 0.999.
+DEFAULT_THRESHOLD = 0.1
 
 
 @dataclass
@@ -164,7 +168,7 @@ def link_batches(
     batches: Sequence[EncodedBatch],
     schema: LinkageSchema,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     one_to_one: bool = True,
     model: MatchModel | None = None,
 ) -> LinkResult:

@@ -110,7 +110,7 @@ class LinkageSchema:
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        problems = _validate(self)
+        problems = _validate(self.version, self.fields, self.hardening)
         if problems:
             raise SchemaError(problems)
 
@@ -202,6 +202,10 @@ class LinkageSchema:
             if spec is not None:
                 fields.append(spec)
         hardening = _hardening_from_dict(data.get("hardening", {}), problems)
+        if fields:
+            problems.extend(
+                p for p in _validate(SCHEMA_VERSION, tuple(fields), hardening) if p not in problems
+            )
         if problems:
             raise SchemaError(problems)
         return cls(name=cast(str, name), fields=tuple(fields), hardening=hardening)
@@ -263,30 +267,32 @@ def _hardening_from_dict(rh: Any, problems: list[str]) -> Hardening:
         return Hardening()
     for key in sorted(set(rh) - _HARDENING_KEYS):
         problems.append(f"hardening: unknown setting {key!r}")
+    mode = rh.get("mode", "rr")
+    if mode not in get_args(HardeningMode):
+        problems.append(f"hardening.mode: must be one of {', '.join(get_args(HardeningMode))}")
+        mode = "rr"
     fp = rh.get("flip_probability", Hardening.flip_probability)
     if not isinstance(fp, int | float) or isinstance(fp, bool):
         problems.append("hardening.flip_probability: must be a number")
         fp = Hardening.flip_probability
-    return Hardening(
-        mode=rh.get("mode", "rr"), flip_probability=float(fp), salt_field=rh.get("salt_field")
-    )
+    return Hardening(mode=mode, flip_probability=float(fp), salt_field=rh.get("salt_field"))
 
 
 _SALT_FIELDS = {"year_of_birth", "sex"}
 
 
-def _validate(schema: LinkageSchema) -> list[str]:
+def _validate(version: int, fields: tuple[FieldSpec, ...], hardening: Hardening) -> list[str]:
     problems: list[str] = []
-    if schema.version != SCHEMA_VERSION:
-        problems.append(f"version: unsupported schema version {schema.version!r}")
-    if not schema.fields:
+    if version != SCHEMA_VERSION:
+        problems.append(f"version: unsupported schema version {version!r}")
+    if not fields:
         problems.append("fields: at least one field is needed")
-    names = [f.name for f in schema.fields]
+    names = [f.name for f in fields]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"fields: duplicate field name {dup!r}")
     kinds = get_args(FieldKind)
     domain_bits: dict[str, int] = {}
-    for f in schema.fields:
+    for f in fields:
         where = f"field {f.name!r}"
         if not f.name.isidentifier():
             problems.append(f"{where}: name must be an identifier")
@@ -306,7 +312,7 @@ def _validate(schema: LinkageSchema) -> list[str]:
                 problems.append(
                     f"{where}.bits: fields sharing key_domain {f.key_domain!r} need equal widths"
                 )
-    h = schema.hardening
+    h = hardening
     if h.mode not in get_args(HardeningMode):
         problems.append(f"hardening.mode: must be one of {', '.join(get_args(HardeningMode))}")
     if not 0.0 <= h.flip_probability < 0.5:

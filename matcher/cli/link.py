@@ -13,6 +13,7 @@ import pandas as pd
 
 from matcher.batch import EncodedBatch
 from matcher.errors import FingerprintError, InputError
+from matcher.linkage import DEFAULT_THRESHOLD
 from matcher.schema import Hardening, LinkageSchema, default_schema
 
 
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     link = sub.add_parser("link", help="link encoded batches of several forces")
     link.add_argument("batches", nargs="+", type=Path, help="encoded batches (.parquet)")
     link.add_argument("-o", "--output", required=True, type=Path, help="links .csv")
-    link.add_argument("--threshold", type=float, default=0.5, help="match probability cut-off")
+    link.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="match probability cut-off"
+    )
     link.add_argument(
         "--many-to-many",
         action="store_true",
@@ -48,7 +51,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ev.add_argument("labelled", type=Path, help="labelled records .csv")
     ev.add_argument("--force-column", default="force")
     ev.add_argument("--truth-column", default="person")
-    ev.add_argument("--threshold", type=float, default=0.5)
+    ev.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     ev.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     _schema_args(ev)
     ev.set_defaults(handler=_evaluate)
@@ -114,10 +117,10 @@ def _encode(args: argparse.Namespace) -> int:
     except OSError:
         out.unlink(missing_ok=True)
         raise
-    for issue in res.issues[:20]:
+    for issue in res.issues[:5]:
         print(f"warning: {issue} (field encoded as missing)", file=sys.stderr)
-    if len(res.issues) > 20:
-        print(f"warning: {len(res.issues) - 20} more unusable values", file=sys.stderr)
+    if len(res.issues) > 5:
+        print(f"warning: {len(res.issues) - 5} more unusable values", file=sys.stderr)
     print(
         f"encoded {len(res.batch)} records of force {args.force} "
         f"(epoch {secret.epoch}, schema {schema.fingerprint[:12]}) -> {out}; "

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from handmade import handmade_frame
+from matcher.batch import EncodedBatch
+from matcher.cli import main
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    d = tmp_path / "keys"
+    assert main(["keys", "init", str(d)]) == 0
+    return d
+
+
+def _force_csv(tmp_path: Path, force: str) -> Path:
+    df = handmade_frame()
+    path = tmp_path / f"{force}.csv"
+    df[df.force == force].drop(columns=["person", "force"]).to_csv(path, index=False)
+    return path
+
+
+def test_encode_writes_batch_and_private_reference_map(tmp_path: Path, keys: Path) -> None:
+    src = _force_csv(tmp_path, "WY")
+    out = tmp_path / "wy.parquet"
+    assert main(["encode", str(src), "--force", "WY", "--keys", str(keys), "-o", str(out)]) == 0
+    batch = EncodedBatch.from_parquet(out)
+    refs = pd.read_csv(tmp_path / "wy.refs.csv", dtype=str)
+    assert list(refs.columns) == ["record_ref", "id"]
+    assert sorted(refs.id) == sorted(pd.read_csv(src, dtype=str).id)
+    assert set(refs.record_ref) == set(batch.record_refs)
+    assert batch.force == "WY" and batch.epoch == 1
+
+
+def test_encode_parquet_input(tmp_path: Path, keys: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pd.read_csv(_force_csv(tmp_path, "GM"), dtype=str).to_parquet(src)
+    out = tmp_path / "gm.parquet"
+    assert main(["encode", str(src), "--force", "GM", "--keys", str(keys), "-o", str(out)]) == 0
+    assert len(EncodedBatch.from_parquet(out)) == 8
+
+
+def test_link_and_evaluate_end_to_end(
+    tmp_path: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outs = []
+    for force in ("WY", "GM", "MP"):
+        out = tmp_path / f"{force}.parquet"
+        assert (
+            main(
+                [
+                    "encode",
+                    str(_force_csv(tmp_path, force)),
+                    "--force",
+                    force,
+                    "--keys",
+                    str(keys),
+                    "-o",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        outs.append(str(out))
+    links = tmp_path / "links.csv"
+    assert main(["link", *outs, "-o", str(links)]) == 0
+    pairs = pd.read_csv(links)
+    assert list(pairs.columns) == ["force_a", "record_ref_a", "force_b", "record_ref_b", "score"]
+    assert len(pairs) == 11
+    labelled = tmp_path / "labelled.csv"
+    handmade_frame().to_csv(labelled, index=False)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "evaluate",
+                str(labelled),
+                "--force-column",
+                "force",
+                "--truth-column",
+                "person",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    figures = json.loads(last)
+    assert set(figures) == {
+        "precision",
+        "recall",
+        "f1",
+        "tp",
+        "fp",
+        "fn",
+        "records",
+        "forces",
+        "seconds",
+    }
+    assert figures["f1"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("id,forename,date_of_birth\n1,John,1980-01-01\n", "surname"),
+        ("id,forename,surname,date_of_birth\n", "no records"),
+    ],
+)
+def test_bad_input_fails_cleanly_and_writes_nothing(
+    tmp_path: Path, keys: Path, content: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text(content)
+    out = tmp_path / "bad.parquet"
+    code = main(["encode", str(src), "--force", "WY", "--keys", str(keys), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert list(tmp_path.glob("bad.*")) == [src]
+
+
+def test_wrong_epoch_and_missing_keys_are_clear(
+    tmp_path: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _force_csv(tmp_path, "WY")
+    out = tmp_path / "o.parquet"
+    assert (
+        main(
+            [
+                "encode",
+                str(src),
+                "--force",
+                "WY",
+                "--keys",
+                str(keys),
+                "-o",
+                str(out),
+                "--epoch",
+                "5",
+            ]
+        )
+        == 2
+    )
+    assert "epoch 5" in capsys.readouterr().err
+    assert (
+        main(
+            ["encode", str(src), "--force", "WY", "--keys", str(tmp_path / "none"), "-o", str(out)]
+        )
+        == 2
+    )
+    assert "keys init" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_schema_file_lists_problems(
+    tmp_path: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"name": "x", "fields": [], "hardening": {"mode": "weird"}}))
+    code = main(
+        [
+            "encode",
+            str(_force_csv(tmp_path, "WY")),
+            "--force",
+            "WY",
+            "--keys",
+            str(keys),
+            "-o",
+            str(tmp_path / "o.parquet"),
+            "--schema",
+            str(schema),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "fields" in err and "hardening" in err
+
+
+def test_link_refuses_batches_from_different_epochs(
+    tmp_path: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = tmp_path / "a.parquet"
+    b = tmp_path / "b.parquet"
+    assert (
+        main(
+            [
+                "encode",
+                str(_force_csv(tmp_path, "WY")),
+                "--force",
+                "WY",
+                "--keys",
+                str(keys),
+                "-o",
+                str(a),
+            ]
+        )
+        == 0
+    )
+    assert main(["keys", "init", str(keys)]) == 0  # rotate: epoch 2
+    assert (
+        main(
+            [
+                "encode",
+                str(_force_csv(tmp_path, "GM")),
+                "--force",
+                "GM",
+                "--keys",
+                str(keys),
+                "-o",
+                str(b),
+            ]
+        )
+        == 0
+    )
+    assert main(["link", str(a), str(b), "-o", str(tmp_path / "l.csv")]) == 2
+    assert "epoch" in capsys.readouterr().err
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_console_entry_point_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "matcher", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    assert "encode" in proc.stdout and "evaluate" in proc.stdout
