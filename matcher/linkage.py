@@ -13,7 +13,7 @@ other force.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +164,27 @@ def _clusters(n: int, i: NDArray[np.int64], j: NDArray[np.int64]) -> NDArray[np.
     return np.array([find(x) for x in range(n)], dtype=np.int64)
 
 
+def _stages(n: int, *, enabled: bool) -> Callable[[str | None], None]:
+    """A progress bar over the linkage stages, shown for long runs only."""
+    if not enabled or n < 50_000:
+        return lambda stage: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=5, desc="linking", unit="stage", leave=False)
+    started = [False]
+
+    def step(stage: str | None) -> None:
+        if started[0]:
+            bar.update(1)
+        started[0] = True
+        if stage is None:
+            bar.close()
+        else:
+            bar.set_postfix_str(stage)
+
+    return step
+
+
 def link_batches(
     batches: Sequence[EncodedBatch],
     schema: LinkageSchema,
@@ -171,9 +192,15 @@ def link_batches(
     threshold: float = DEFAULT_THRESHOLD,
     one_to_one: bool = True,
     model: MatchModel | None = None,
+    progress: bool = False,
 ) -> LinkResult:
-    """Link the records of several forces' batches; returns accepted cross-force pairs."""
+    """Link the records of several forces' batches; returns accepted cross-force pairs.
+
+    ``clusters`` in the result groups every record with those it is linked to, across any
+    number of forces (connected components of the accepted pairs).
+    """
     _check_batches(batches, schema)
+    bar = _stages(sum(len(b) for b in batches), enabled=progress)
     filters = np.concatenate([b.filters for b in batches])
     tokens: list[NDArray[np.uint64]] = [t for b in batches for t in b.blocking_tokens]
     forces = [b.force for b in batches]
@@ -181,12 +208,16 @@ def link_batches(
     groups = np.concatenate([np.full(len(b), codes[b.force], dtype=np.int64) for b in batches])
     refs = np.array([r for b in batches for r in b.record_refs], dtype=object)
     force_of = np.array([b.force for b in batches for _ in range(len(b))], dtype=object)
+    bar("candidate generation")
     i, j = candidate_pairs(filters, tokens, groups)
+    bar("field comparison")
     _, sim = compare(schema, filters, filters, i, j)
     lv = levels(sim)
+    bar("model fitting (EM)")
     if model is None:
         model = train_model(schema, lv)
     p = model.probability(lv)
+    bar("resolving matches")
     keep = p >= threshold
     if one_to_one:
         sel = np.flatnonzero(keep)
@@ -202,6 +233,8 @@ def link_batches(
             "score": np.round(ap, 6),
         }
     ).sort_values("score", ascending=False, ignore_index=True)
+    bar("clustering")
     cl = _clusters(len(filters), ai, aj)
+    bar(None)
     clusters = pd.DataFrame({"force": force_of, "record_ref": refs, "cluster": cl})
     return LinkResult(pairs=pairs, clusters=clusters, model=model, candidates=len(i))

@@ -50,7 +50,7 @@ _FOLDED = {"forename_root", "other_names"}
 
 
 def _popcount(x: NDArray[np.uint64]) -> NDArray[np.int64]:
-    return np.bitwise_count(x).sum(axis=-1, dtype=np.int64)
+    return np.asarray(np.bitwise_count(x).sum(axis=-1, dtype=np.int64), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class _Comparer:
         else:
             ta, tb, c = np.maximum(na, 1e-9), np.maximum(nb, 1e-9), nab
         out = 2.0 * c / (ta + tb) if dice else c / ta
-        return np.clip(out, 0.0, 1.0)
+        return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
 
 def compare(
@@ -204,7 +204,7 @@ class MatchModel:
         """log2(m/u) per field and level; level 0 (missing) weighs nothing."""
         m = np.array(self.m)
         u = np.array(self.u)
-        w = np.log2(m / u)
+        w: NDArray[np.float64] = np.log2(m / u)
         w[:, 0] = 0.0
         return w
 

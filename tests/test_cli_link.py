@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from handmade import handmade_frame
 from matcher.batch import EncodedBatch
 from matcher.cli import main
+
+from handmade import handmade_frame
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from handmade import handmade_frame
 from matcher.batch import EncodedBatch
 from matcher.encoding import encode_frame
 from matcher.errors import EncodingError, InputError
 from matcher.keys import LinkageSecret
 from matcher.schema import Hardening, default_schema
 from matcher.similarity import popcounts
+
+from handmade import handmade_frame
 
 RAW_COLUMNS = [
     "forename",

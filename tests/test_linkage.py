@@ -5,13 +5,14 @@ import secrets
 import numpy as np
 import pytest
 
-from handmade import handmade_frame
 from matcher.encoding import encode_frame
 from matcher.errors import EpochError, FingerprintError, InputError
 from matcher.evaluate import evaluate_frame
 from matcher.keys import LinkageSecret
 from matcher.linkage import link_batches, token_pairs
 from matcher.schema import Hardening, default_schema
+
+from handmade import handmade_frame
 
 
 def test_evaluate_finds_exactly_the_known_answer() -> None:

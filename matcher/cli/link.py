@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="keep every pair over the threshold (default: best match per other force)",
     )
     link.add_argument("--schema", type=Path, default=None, help="schema JSON (default: built-in)")
+    link.add_argument(
+        "--clusters",
+        type=Path,
+        default=None,
+        help="also write force, record_ref, cluster for every record (multi-force clusters)",
+    )
     link.set_defaults(handler=_link)
 
     ev = sub.add_parser(
@@ -152,8 +158,16 @@ def _link(args: argparse.Namespace) -> int:
         )
     schema = _schema_for(batches, args.schema)
     result = link_batches(
-        batches, schema, threshold=args.threshold, one_to_one=not args.many_to_many
+        batches,
+        schema,
+        threshold=args.threshold,
+        one_to_one=not args.many_to_many,
+        progress=sys.stderr.isatty(),
     )
+    if args.clusters is not None:
+        ctmp = args.clusters.with_name(args.clusters.name + ".partial")
+        result.clusters.to_csv(ctmp, index=False)
+        os.replace(ctmp, args.clusters)
     tmp = args.output.with_name(args.output.name + ".partial")
     result.pairs.to_csv(tmp, index=False)
     os.replace(tmp, args.output)
