@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "compare",
     "default_model",
     "levels",
+    "model_path",
     "train_model",
 ]
 
@@ -43,7 +45,8 @@ __all__ = [
 # are told apart.
 LEVEL_EDGES = np.array([0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.94])
 N_LEVELS = len(LEVEL_EDGES) + 2  # similarity levels 1.., plus level 0 for missing
-BANDS = (("strong", 0.99), ("probable", 0.8), ("possible", 0.5))
+# "possible" starts at the batch linker's cut-off (linkage.DEFAULT_THRESHOLD), chosen by measurement.
+BANDS = (("strong", 0.99), ("probable", 0.8), ("possible", 0.1))
 
 # Fields folded into another comparison rather than scored on their own.
 _FOLDED = {"forename_root", "other_names"}
@@ -286,8 +289,19 @@ def _initial(n_fields: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return m, u
 
 
+def model_path(schema: LinkageSchema) -> Path:
+    """Where the shipped model for ``schema`` lives (package data)."""
+    return Path(__file__).parent / "data" / "models" / f"{schema.fingerprint[:16]}.json"
+
+
 def default_model(schema: LinkageSchema) -> MatchModel:
-    """A usable untrained model (prior guesses for m and u); train for best results."""
+    """The shipped model for ``schema`` (fitted by EM on multi-force FEBRL sets, see
+    ``scripts/train_default_model.py``), or prior guesses for a schema without one."""
+    path = model_path(schema)
+    if path.exists():
+        model = MatchModel.from_dict(json.loads(path.read_text()))
+        if model.schema_fingerprint == schema.fingerprint:
+            return model
     fields = _scored_fields(schema)
     m, u = _initial(len(fields))
     return MatchModel(
