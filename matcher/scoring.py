@@ -45,7 +45,7 @@ __all__ = [
 # are told apart.
 LEVEL_EDGES = np.array([0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.94])
 N_LEVELS = len(LEVEL_EDGES) + 2  # similarity levels 1.., plus level 0 for missing
-# "possible" starts at the batch linker's cut-off (linkage.DEFAULT_THRESHOLD), chosen by measurement.
+# "possible" starts at the batch linker's measured cut-off (linkage.DEFAULT_THRESHOLD).
 BANDS = (("strong", 0.99), ("probable", 0.8), ("possible", 0.1))
 
 # Fields folded into another comparison rather than scored on their own.
