@@ -1,0 +1,166 @@
+"""Encoding speed: matcher's force-side encoder against clkhash on the same records.
+
+Usage::
+
+    python benchmarks/encode.py [--json] [--records N] [--repeat R]
+
+The records are the standard multi-force sets (:data:`matcher.datasets.STANDARD_SETS`),
+built with successive seeds and concatenated until there are ``N`` rows (default 50,000):
+realistic FEBRL-based police extracts, with their typos, nicknames and mixed date formats.
+
+* matcher: :func:`matcher.encoding.encode_frame` on the raw rows, one process, default
+  (hardened) schema; the time includes matcher's own normalisation, hashing, hardening and
+  blocking tokens. ``matcher_plain`` is the same with ``Hardening(mode="none")``.
+* clkhash: ``clk.generate_clks`` with a comparable v3 schema (``_anchors.clkhash_schema``:
+  1024 bits, the same fields and bits per token), one process (``max_workers=1``), the
+  headline comparison; and again with clkhash's own process pool (``max_workers`` = CPU
+  count) for reference. clkhash is given rows already cleaned by
+  ``_anchors.plain_normalise``, and that clean-up is *not* timed, which favours clkhash.
+
+Each measurement is the best of ``--repeat`` runs. A short table goes to stderr; with
+``--json`` the last line of stdout is one JSON object (see benchmarks/README.md). Nothing
+here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _anchors import clkhash_rows, clkhash_schema, ensure_pkg_resources, plain_normalise
+
+from matcher.datasets import STANDARD_SETS, build_multiforce
+from matcher.encoding import encode_frame
+from matcher.keys import LinkageSecret
+from matcher.schema import Hardening, LinkageSchema, default_schema
+
+DEFAULT_RECORDS = 50_000
+TARGET_RATIO = 10.0
+
+
+def build_records(n: int) -> pd.DataFrame:
+    """``n`` rows from the standard sets, built with seeds 0, 1, ... and concatenated."""
+    parts: list[pd.DataFrame] = []
+    total = 0
+    seed = 0
+    while total < n:
+        for source, n_forces in STANDARD_SETS.values():
+            part = build_multiforce(source, n_forces=n_forces, seed=seed)
+            parts.append(part)
+            total += len(part)
+            if total >= n:
+                break
+        seed += 1
+    df = pd.concat(parts, ignore_index=True).iloc[:n].copy()
+    df["id"] = [f"R{i:08d}" for i in range(len(df))]
+    return df.reset_index(drop=True)
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--records", type=int, default=DEFAULT_RECORDS, help="rows to encode")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (best kept)")
+    parser.add_argument(
+        "--no-multiprocess", action="store_true", help="skip clkhash with its process pool"
+    )
+    args = parser.parse_args(argv)
+    if args.records < 1 or args.repeat < 1:
+        parser.error("--records and --repeat must be positive")
+
+    ensure_pkg_resources()
+    from clkhash import clk
+    from clkhash.schema import from_json_dict
+
+    df = build_records(args.records)
+    n = len(df)
+    hardened = default_schema()
+    plain = default_schema(Hardening(mode="none"))
+
+    # One process, as the headline compares single-process speeds; a fresh secret per run
+    # keeps matcher's per-process encoder caches cold, as for a force's first batch.
+    kwargs: dict[str, Any] = {"id_column": "id"}
+    if "workers" in inspect.signature(encode_frame).parameters:
+        kwargs["workers"] = 1
+
+    def run_matcher(schema: LinkageSchema) -> None:
+        fresh = LinkageSecret(epoch=1, secret=os.urandom(32))
+        encode_frame(df, schema, fresh, "F01", **kwargs)
+
+    print(f"encode: {n} records, matcher (hardened) ...", file=sys.stderr, flush=True)
+    t_matcher = _best(lambda: run_matcher(hardened), args.repeat)
+    print("encode: matcher (plain) ...", file=sys.stderr, flush=True)
+    t_plain = _best(lambda: run_matcher(plain), args.repeat)
+
+    rows = clkhash_rows(plain_normalise(df))
+    cschema = from_json_dict(clkhash_schema())
+    ckey = os.urandom(32).hex()
+    print("encode: clkhash (1 process) ...", file=sys.stderr, flush=True)
+    t_clk = _best(
+        lambda: clk.generate_clks(rows, cschema, ckey, validate=True, max_workers=1), args.repeat
+    )
+    workers = multiprocessing.cpu_count()
+    t_clk_mp: float | None = None
+    if not args.no_multiprocess and workers > 1:
+        print(f"encode: clkhash ({workers} processes) ...", file=sys.stderr, flush=True)
+        t_clk_mp = _best(
+            lambda: clk.generate_clks(rows, cschema, ckey, validate=True, max_workers=workers),
+            args.repeat,
+        )
+
+    m_rps = n / t_matcher
+    c_rps = n / t_clk
+    result: dict[str, Any] = {
+        "records": n,
+        "matcher_records_per_s": round(m_rps, 1),
+        "matcher_seconds": round(t_matcher, 3),
+        "matcher_plain_records_per_s": round(n / t_plain, 1),
+        "clkhash_records_per_s": round(c_rps, 1),
+        "clkhash_seconds": round(t_clk, 3),
+        "clkhash_processes": 1,
+        "ratio": round(m_rps / c_rps, 3),
+        "target_ratio": TARGET_RATIO,
+        "target_met": m_rps / c_rps >= TARGET_RATIO,
+        "clkhash_multiprocess_records_per_s": round(n / t_clk_mp, 1) if t_clk_mp else None,
+        "clkhash_multiprocess_processes": workers if t_clk_mp else None,
+        "ratio_vs_multiprocess": round(m_rps / (n / t_clk_mp), 3) if t_clk_mp else None,
+        "matcher_processes": 1,
+        "repeat": args.repeat,
+        "cpu_count": workers,
+        "python": platform.python_version(),
+    }
+    print(
+        f"matcher {m_rps:,.0f} rec/s (plain {n / t_plain:,.0f}); clkhash {c_rps:,.0f} rec/s "
+        f"(1 process); ratio {m_rps / c_rps:.1f}x (target >= {TARGET_RATIO:.0f}x)"
+        + (f"; clkhash with {workers} processes {n / t_clk_mp:,.0f} rec/s" if t_clk_mp else ""),
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
