@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from matcher.encoding import encode_frame
@@ -27,6 +28,8 @@ from matcher.schema import LinkageSchema, default_schema
 __all__ = ["EVALUATE_COLUMNS", "QualityReport", "evaluate_frame", "true_pairs"]
 
 EVALUATE_COLUMNS = ("forename", "surname", "date_of_birth", "sex", "postcode", "address", "town")
+# Used when present; the labelled file need not have them.
+OPTIONAL_COLUMNS = ("middle_names", "aliases")
 
 
 @dataclass(frozen=True)
@@ -47,18 +50,21 @@ class QualityReport:
 
 def true_pairs(df: pd.DataFrame, force_column: str, truth_column: str) -> set[tuple[int, int]]:
     """Row-position pairs ``(i, j)``, ``i < j``, of one person in different forces."""
+    persons = pd.factorize(df[truth_column])[0]
+    forces = pd.factorize(df[force_column].astype(str))[0]
+    order = np.argsort(persons, kind="stable")
+    sp = persons[order]
+    bounds = np.flatnonzero(np.diff(sp)) + 1
     out: set[tuple[int, int]] = set()
-    pos = pd.Series(range(len(df)), index=df.index)
-    for _, grp in df.groupby(truth_column, sort=False):
+    for grp in np.split(order, bounds):
         if len(grp) < 2:
             continue
-        rows = pos[grp.index].tolist()
-        forces = grp[force_column].tolist()
-        for x in range(len(rows)):
-            for y in range(x + 1, len(rows)):
-                if forces[x] != forces[y]:
-                    a, b = rows[x], rows[y]
-                    out.add((min(a, b), max(a, b)))
+        ii, jj = np.triu_indices(len(grp), k=1)
+        a, b = grp[ii], grp[jj]
+        cross = forces[a] != forces[b]
+        lo = np.minimum(a[cross], b[cross]).tolist()
+        hi = np.maximum(a[cross], b[cross]).tolist()
+        out.update(zip(lo, hi, strict=True))
     return out
 
 
@@ -91,7 +97,7 @@ def evaluate_frame(
     forces = [str(f) for f in df[force_column].unique()]
     for force in forces:
         part = df[df[force_column].astype(str) == force]
-        local = part[list(EVALUATE_COLUMNS)].copy()
+        local = part[list(EVALUATE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df]].copy()
         local["id"] = part.index.astype(str)
         res = encode_frame(local, schema, secret, _force_code(force), id_column="id")
         batches.append(res.batch)

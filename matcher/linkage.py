@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from matcher.batch import EncodedBatch
 from matcher.errors import EpochError, FingerprintError, InputError
 from matcher.schema import LinkageSchema
-from matcher.scoring import MatchModel, compare, levels, train_model
+from matcher.scoring import MatchModel, compare, default_model, levels, model_path, train_model
 from matcher.similarity import dice_candidates
 
 __all__ = ["DEFAULT_THRESHOLD", "LinkResult", "candidate_pairs", "link_batches", "token_pairs"]
@@ -35,6 +35,8 @@ MAX_BLOCK = 400
 # overconfident against matches whose fields are correlated errors; 0.1 gave the best F1 on
 # every multi-force FEBRL set (benchmarks/quality.py) with precision still >= 0.999.
 DEFAULT_THRESHOLD = 0.1
+# Below this many candidate pairs EM is fitted on too little evidence to trust.
+MIN_EM_PAIRS = 5000
 
 
 @dataclass
@@ -77,8 +79,18 @@ def token_pairs(
         return e0, e0
     i = np.concatenate(out_i)
     j = np.concatenate(out_j)
-    key = np.unique(np.minimum(i, j) * len(tokens) + np.maximum(i, j))
+    key = _unique_sorted(np.minimum(i, j) * len(tokens) + np.maximum(i, j))
     return key // len(tokens), key % len(tokens)
+
+
+def _unique_sorted(key: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``np.unique`` for int64 keys: sort plus a neighbour mask (much faster on numpy 2.x)."""
+    key = np.sort(key, kind="stable")
+    if len(key) == 0:
+        return key
+    keep = np.ones(len(key), dtype=np.bool_)
+    keep[1:] = key[1:] != key[:-1]
+    return key[keep]
 
 
 def candidate_pairs(
@@ -92,7 +104,7 @@ def candidate_pairs(
     n = len(filters)
     di, dj, _ = dice_candidates(filters, filters, dice_threshold, self_join=True)
     ti, tj = token_pairs(tokens)
-    key = np.unique(np.concatenate([di * n + dj, ti * n + tj]))
+    key = _unique_sorted(np.concatenate([di * n + dj, ti * n + tj]))
     i, j = key // n, key % n
     keep = groups[i] != groups[j]
     return i[keep], j[keep]
@@ -215,7 +227,11 @@ def link_batches(
     lv = levels(sim)
     bar("model fitting (EM)")
     if model is None:
-        model = train_model(schema, lv)
+        # EM needs enough pairs to separate matches from non-matches; small runs use the
+        # shipped model fitted on large multi-force sets.
+        shipped = default_model(schema)
+        trained = model_path(schema).exists()
+        model = train_model(schema, lv) if len(lv) >= MIN_EM_PAIRS or not trained else shipped
     p = model.probability(lv)
     bar("resolving matches")
     keep = p >= threshold
