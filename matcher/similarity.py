@@ -174,6 +174,19 @@ def _popcounts_kernel(x):  # type: ignore[no-untyped-def]
     return out
 
 
+@njit(nogil=True, cache=True)
+def _popcounts_serial(x):  # type: ignore[no-untyped-def]
+    # waking the thread pool costs more than counting a few thousand rows
+    n, w = x.shape
+    out = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        c = 0
+        for k in range(w):
+            c += _popcnt(x[i, k])
+        out[i] = c
+    return out
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _score(c, s):  # type: ignore[no-untyped-def]
     return 2.0 * c / s if s > 0 else 0.0
@@ -587,7 +600,8 @@ def popcounts(x: NDArray[np.uint64]) -> NDArray[np.int32]:
     [1, 3]
     """
     x = _as_filters(x, "x")
-    return np.asarray(_popcounts_kernel(x), dtype=np.int32)
+    kernel = _popcounts_kernel if x.shape[0] * x.shape[1] >= 1 << 16 else _popcounts_serial
+    return np.asarray(kernel(x), dtype=np.int32)
 
 
 def _pad_rows(x: NDArray[np.uint64], mult: int) -> NDArray[np.uint64]:
