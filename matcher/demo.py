@@ -198,24 +198,14 @@ def run_service(out: Path) -> dict[str, Any]:
         df = pd.read_csv(out / "F01.csv", dtype=str, keep_default_na=False)
         subjects = out / "subjects.csv"
         df.head(25).to_csv(subjects, index=False)
+
+        def assessor(command: str) -> list[str]:
+            return [command, str(subjects), "--keys", str(keys), "--force", "F01",
+                    "--purpose", PURPOSE, "--reference", "DEMO/2026/0001", "--server", server,
+                    "--json"]  # fmt: skip
+
         _say("risk assessor (F01): does anyone of 25 subjects appear in other forces?")
-        alerts = _json_cli(
-            [
-                "query",
-                str(subjects),
-                "--keys",
-                str(keys),
-                "--force",
-                "F01",
-                "--purpose",
-                PURPOSE,
-                "--reference",
-                "DEMO/2026/0001",
-                "--server",
-                server,
-                "--json",
-            ]
-        )
+        alerts = _json_cli(assessor("query"))
         found = {a["subject_id"] for a in alerts}
         print(f"  {len(alerts)} matches for {len(found)} of 25 subjects; first three:")
         for a in alerts[:3]:
@@ -233,19 +223,7 @@ def run_service(out: Path) -> dict[str, Any]:
                     sys.executable,
                     "-m",
                     "matcher",
-                    "watch",
-                    str(subjects),
-                    "--keys",
-                    str(keys),
-                    "--force",
-                    "F01",
-                    "--purpose",
-                    PURPOSE,
-                    "--reference",
-                    "DEMO/2026/0001",
-                    "--server",
-                    server,
-                    "--json",
+                    *assessor("watch"),
                     "--max-alerts",
                     "1",
                     "--timeout",
@@ -253,7 +231,13 @@ def run_service(out: Path) -> dict[str, Any]:
                 ],
                 stdout=wf,
             )
-            time.sleep(2.0)  # let the watch register before the new batch arrives
+            # The new batch must arrive after the watch is registered: wait for its
+            # "started" event.
+            deadline = time.monotonic() + 90
+            while '"started"' not in watch_out.read_text() and time.monotonic() < deadline:
+                if watcher.poll() is not None:
+                    break
+                time.sleep(0.2)
             cli(
                 [
                     "submit",
@@ -286,23 +270,7 @@ def run_service(out: Path) -> dict[str, Any]:
             cli(
                 ["retract", str(retract), "--keys", str(keys), "--force", "F02", "--server", server]
             )
-            again = _json_cli(
-                [
-                    "query",
-                    str(subjects),
-                    "--keys",
-                    str(keys),
-                    "--force",
-                    "F01",
-                    "--purpose",
-                    PURPOSE,
-                    "--reference",
-                    "DEMO/2026/0001",
-                    "--server",
-                    server,
-                    "--json",
-                ]
-            )
+            again = _json_cli(assessor("query"))
             still = any(a["record_ref"] == gone for a in again)
             print(f"  the retracted record is {'STILL' if still else 'no longer'} returned")
             summary["retracted_returned"] = still
