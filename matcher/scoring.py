@@ -44,6 +44,8 @@ __all__ = [
 # by similarity. The top levels are narrow because that is where matches and near misses
 # are told apart.
 LEVEL_EDGES = np.array([0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.94])
+MAX_PENALTY_BITS = 12.0  # the most one field's disagreement can count against a match
+MIN_LEVEL_PAIRS = 20  # a level seen in fewer candidate pairs carries no weight
 N_LEVELS = len(LEVEL_EDGES) + 2  # similarity levels 1.., plus level 0 for missing
 # "possible" starts at the batch linker's measured cut-off (linkage.DEFAULT_THRESHOLD).
 BANDS = (("strong", 0.99), ("probable", 0.8), ("possible", 0.1))
@@ -209,7 +211,9 @@ class MatchModel:
         u = np.array(self.u)
         w: NDArray[np.float64] = np.log2(m / u)
         w[:, 0] = 0.0
-        return w
+        # No single disagreement may veto a match outright: training data never shows a
+        # recorded sex that differs between a person's records, but police data does.
+        return np.maximum(w, -MAX_PENALTY_BITS)
 
     def log_odds(self, lv: NDArray[np.int8]) -> NDArray[np.float64]:
         w = self.weights()
@@ -355,10 +359,16 @@ def train_model(
         m, u, prior = new_m, new_u, new_prior
         if delta < tol:
             break
-    # Missing is not evidence: equal m and u at level 0.
-    m[:, 0] = u[:, 0] = np.maximum(m[:, 0], u[:, 0])
-    m /= m.sum(1, keepdims=True)
-    u /= u.sum(1, keepdims=True)
+    # Missing is not evidence: equal m and u at level 0. Levels seen in too few pairs are
+    # not evidence either: EM gives them an arbitrary m/u ratio from the smoothing alone
+    # (a sex comparison that only hash collisions can put at a middle level once scored
+    # +7.5 bits), so they are made neutral.
+    seen = np.stack([(onehot[f] * cnt[:, None]).sum(0) for f in range(n_f)])
+    rare = seen < max(MIN_LEVEL_PAIRS, 1e-4 * cnt.sum())
+    rare[:, 0] = True
+    mid = (m + u) / 2.0
+    m = np.where(rare, mid, m)
+    u = np.where(rare, mid, u)
     prior = float(np.clip(prior * prior_scale, 1e-9, 1 - 1e-9))
     return MatchModel(
         schema.fingerprint,

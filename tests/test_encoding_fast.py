@@ -1,0 +1,252 @@
+"""The vectorised encoder against plain per-record references, and its hardening stage."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import Counter
+
+import jellyfish
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from matcher import _fastencode as fe
+from matcher import normalise as nz
+from matcher.datasets import build_multiforce
+from matcher.encoding import NormalisedRecord, encode_frame, harden, normalise_frame
+from matcher.encoding._columns import _fast_address, _fast_addresses, _fast_dates
+from matcher.encoding._encoder import _salt, _tokens_for
+from matcher.keys import LinkageSecret
+from matcher.schema import Hardening, LinkageSchema, default_schema
+
+from handmade import handmade_frame
+
+WORD = st.text(alphabet="abcdez019", min_size=1, max_size=8)
+
+
+def _secret() -> LinkageSecret:
+    return LinkageSecret(1, secrets.token_bytes(32))
+
+
+def _reference_filters(
+    schema: LinkageSchema, secret: LinkageSecret, records: list[NormalisedRecord]
+) -> np.ndarray:
+    """One record at a time from ``_tokens_for``: k * weight keyed BLAKE2b draws per token."""
+    keys = {f.domain: secret.derive("field", f.domain) for f in schema.fields}
+    bits = np.zeros((len(records), schema.total_bits), dtype=np.bool_)
+    for r, rec in enumerate(records):
+        for spec, seg in zip(schema.fields, schema.segments, strict=True):
+            salt = _salt(spec, rec, schema.hardening.salt_field)
+            for token, weight in _tokens_for(spec, rec):
+                count = spec.k * weight
+                msg = (salt + "\x1f" + token).encode()
+                buf = b"".join(
+                    hashlib.blake2b(
+                        msg + c.to_bytes(2, "little"), key=keys[spec.domain], digest_size=64
+                    ).digest()
+                    for c in range((4 * count + 63) // 64)
+                )
+                for c in range(count):
+                    pos = int.from_bytes(buf[4 * c : 4 * c + 4], "little") % spec.bits
+                    bits[r, seg.word_offset * 64 + pos] = True
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64)
+
+
+def _sample() -> pd.DataFrame:
+    df = build_multiforce("febrl4", n_forces=2, seed=3).head(1500).copy()
+    hand = handmade_frame()
+    df = pd.concat([df, hand[[c for c in df.columns if c in hand.columns]]], ignore_index=True)
+    df.loc[3, "address"] = "12 St Albans Rd, High St & Co"  # context-dependent "st", "&"
+    df.loc[4, "address"] = "Flat 2, 14 St. Mary's Rd"
+    df.loc[5, "address"] = "n/a"
+    df.loc[6, "date_of_birth"] = "31121999"  # ddmmyyyy
+    df.loc[7, "forename"] = "Zoë"
+    df.loc[8, "postcode"] = "2074"  # foreign
+    df.loc[9, "postcode"] = "SW1A"  # outward only
+    df.loc[10, "middle_names"] = "Anne-Marie; Jo"
+    df["id"] = [f"R{i}" for i in range(len(df))]
+    return df
+
+
+# --------------------------------------------------------------------------- identities
+@given(st.lists(WORD, min_size=1, max_size=6))
+def test_padded_bigrams_are_the_union_of_the_words_padded_bigrams(words: list[str]) -> None:
+    text = " ".join(words)
+    assert fe.word_bigram_identity(text)
+    assert set(fe.qgrams(text, 2)) == {g for w in words for g in fe.qgrams(w, 2)}
+
+
+@pytest.mark.parametrize("salt", [None, "year_of_birth", "sex"])
+def test_vectorised_filters_equal_the_per_record_reference(salt: str | None) -> None:
+    df = _sample()
+    schema = default_schema(Hardening(mode="none", salt_field=salt))
+    secret = _secret()
+    fast = encode_frame(df, schema, secret, "F01").batch.filters
+    records, _ = normalise_frame(df, schema)
+    assert np.array_equal(fast, _reference_filters(schema, secret, records))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "12",
+                "St",
+                "st.",
+                "Rd",
+                "rd,",
+                "&",
+                "n/a",
+                "Mary's",
+                "unknown",
+                "0",
+                "007",
+                "-",
+                "ÅSA",
+                "high",
+                "street",
+                ",",
+                "Apt",
+                "not",
+                "known",
+                "St,",
+                "9",
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_fast_address_normalisation_equals_the_normaliser(pieces: list[str]) -> None:
+    raw = " ".join(pieces)
+    assert _fast_address(raw) == nz.normalise_address(raw)
+    out: list[object] = [...]
+    _fast_addresses([raw + " road"], out)
+    assert out[0] is ... or out[0] == nz.normalise_address(raw + " road")
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789", min_size=8, max_size=8),
+        st.from_regex(r"[0-9]{4}[-/.][0-9]{2}[-/.][0-9]{2}", fullmatch=True),
+        st.from_regex(r"[0-9]{2}[-/.][0-9]{2}[-/.][0-9]{4}", fullmatch=True),
+        st.from_regex(r"(19|20)[0-9]{2}-(0[1-9]|1[0-9])-[0-3][0-9]", fullmatch=True),
+        st.from_regex(r"[0-3][0-9]/[0-3][0-9]/(19|20)[0-9]{2}", fullmatch=True),
+        st.text(alphabet="0123456789-/. ", min_size=8, max_size=10),
+    )
+)
+def test_fast_dates_equal_the_parser(text: str) -> None:
+    out: list[object] = [...]
+    _fast_dates([text], out)
+    try:
+        expected = nz.parse_date(text)
+    except nz.UnparseableValue:
+        assert out[0] is ...  # left to the parser, which reports it
+        return
+    assert out[0] is ... or out[0] == expected
+
+
+# --------------------------------------------------------------------------- issues
+def test_repeated_bad_values_are_reported_for_every_row() -> None:
+    df = handmade_frame().head(6).copy()
+    for row in (0, 2, 5):
+        df.loc[row, "date_of_birth"] = "31st of Smarch"
+    df.loc[2, "postcode"] = "99999999999999X"
+    df.loc[4, "postcode"] = "99999999999999X"
+    res = encode_frame(df, default_schema(), _secret(), "WY")
+    got = [(i.row, i.column) for i in res.issues]
+    assert got == [
+        (0, "date_of_birth"),
+        (2, "date_of_birth"),
+        (2, "postcode"),
+        (4, "postcode"),
+        (5, "date_of_birth"),
+    ]
+    assert all("Smarch" not in str(i) and "9999" not in str(i) for i in res.issues)
+
+
+# --------------------------------------------------------------------------- hardening
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.sampled_from([0.01, 0.02, 0.05]))
+def test_hardening_is_deterministic_per_seed_and_flips_at_the_rate(seed: int, p: float) -> None:
+    n = 400
+    filters = np.zeros((n, 16), dtype=np.uint64)
+    seeds = (np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(seed)
+    a = harden(filters, seeds, "rr", p)
+    assert np.array_equal(a, harden(filters, seeds, "rr", p))
+    rate = np.bitwise_count(a).sum() / (n * 1024)
+    sd = (p * (1 - p) / (n * 1024)) ** 0.5
+    assert abs(rate - p) < 5 * sd
+    # different seeds, different noise; the input is not modified
+    assert not np.array_equal(a[0], a[1])
+    assert not filters.any()
+    assert harden(filters, seeds, "none", p) is filters
+
+
+def test_flips_are_spread_over_every_bit() -> None:
+    n = 20_000
+    seeds = np.arange(n, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
+    flipped = harden(np.zeros((n, 16), dtype=np.uint64), seeds, "rr", 0.02)
+    bits = np.unpackbits(flipped.view(np.uint8), axis=1, bitorder="little")
+    per_bit = bits.mean(0)
+    assert abs(per_bit.mean() - 0.02) < 0.001
+    assert per_bit.min() > 0.01 and per_bit.max() < 0.03
+
+
+def test_equal_records_encode_equally_and_any_field_changes_the_noise() -> None:
+    base = {"forename": "Ann", "surname": "Lee", "date_of_birth": "1990-01-02", "town": "Leeds"}
+    df = pd.DataFrame([base, base, {**base, "town": "York"}, {**base, "surname": "Lea"}])
+    df["id"] = ["a", "b", "c", "d"]
+    s = _secret()
+    hard = encode_frame(df, default_schema(), s, "WY").batch.filters
+    plain = encode_frame(df, default_schema(Hardening(mode="none")), s, "WY").batch.filters
+    assert np.array_equal(hard[0], hard[1])
+    seg = default_schema().segment("forename")
+    sl = slice(seg.word_offset, seg.word_offset + seg.words)
+    for other in (2, 3):
+        assert np.array_equal(plain[0, sl], plain[other, sl])
+        assert not np.array_equal(hard[0] ^ plain[0], hard[other] ^ plain[other])
+
+
+# --------------------------------------------------------------------------- blocking
+def _string_tokens(rec: NormalisedRecord) -> set[str]:
+    """The blocking tokens' plain meaning: which records share a token."""
+    out: set[str] = set()
+    yob = str(rec.date_of_birth[0]) if rec.date_of_birth else ""
+    codes = [jellyfish.soundex("".join(nz.name_parts(n))) for n in (rec.forename, rec.surname) if n]
+    if rec.forename:
+        codes.append(jellyfish.soundex(nz.canonical_forename(nz.name_parts(rec.forename)[0])))
+    if yob:
+        out.update(f"NY:{c}:{yob}" for c in codes)
+        out.update(f"NY:{jellyfish.soundex(n.replace(' ', ''))}:{yob}" for n in rec.other_names)
+    if len(codes) >= 2:
+        a, b = sorted(codes[:2])
+        out.add(f"NN:{a}:{b}")
+    if rec.date_of_birth:
+        y, m, d = rec.date_of_birth
+        out.add(f"DS:{y}:{min(m, d)}:{max(m, d)}")
+    if rec.postcode is not None:
+        out.add(f"P:{rec.postcode.full}")
+    return out
+
+
+def test_blocking_tokens_mean_the_same_as_their_plain_form() -> None:
+    df = _sample()
+    res = encode_frame(df, default_schema(), _secret(), "F01")
+    records, _ = normalise_frame(df, default_schema())
+    by_hash: dict[int, set[int]] = {}
+    by_plain: dict[str, set[int]] = {}
+    for r, (rec, toks) in enumerate(zip(records, res.batch.blocking_tokens, strict=True)):
+        plain = _string_tokens(rec)
+        assert len(toks) == len(plain) == len(set(toks.tolist()))
+        for t in toks.tolist():
+            by_hash.setdefault(t, set()).add(r)
+        for t in plain:
+            by_plain.setdefault(t, set()).add(r)
+    # the same records share each token: a hashed token per plain token, and no more
+    assert Counter(map(frozenset, by_hash.values())) == Counter(map(frozenset, by_plain.values()))
