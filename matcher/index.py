@@ -86,29 +86,40 @@ def _bucket_csr(keys, nbuckets):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def _gather_candidates(qkeys, qtok, lsh_off, lsh_rows, tok_keys, tok_rows):  # type: ignore[no-untyped-def]
-    """Distinct rows sharing an LSH bucket or a token with the subject, ascending."""
+def _gather_candidates(qkeys, qtok, lsh_off, lsh_rows, tok_keys, tok_rows, max_bucket):  # type: ignore[no-untyped-def]
+    """Distinct rows sharing an LSH bucket or a token with the subject, ascending.
+
+    Buckets and token blocks holding more than ``max_bucket`` rows are passed over: a key
+    that common says little, and scoring it would dominate the query's time.
+    """
     ntab = lsh_off.shape[0]
     nb = lsh_off.shape[1] - 1
     mask = np.uint64(nb - 1)
-    total = 0
+    lo = np.empty(ntab + qtok.shape[0], dtype=np.int64)
+    hi = np.empty(ntab + qtok.shape[0], dtype=np.int64)
+    src = np.empty(ntab + qtok.shape[0], dtype=np.int64)  # table, or -1 for tokens
     for t in range(ntab):
         b = np.int64(qkeys[t] & mask)
-        total += lsh_off[t, b + 1] - lsh_off[t, b]
+        lo[t] = lsh_off[t, b]
+        hi[t] = lsh_off[t, b + 1]
+        src[t] = t
     starts = np.searchsorted(tok_keys, qtok, side="left")
     stops = np.searchsorted(tok_keys, qtok, side="right")
     for x in range(qtok.shape[0]):
-        total += stops[x] - starts[x]
+        lo[ntab + x] = starts[x]
+        hi[ntab + x] = stops[x]
+        src[ntab + x] = -1
+    total = 0
+    for y in range(lo.shape[0]):
+        if hi[y] - lo[y] <= max_bucket:
+            total += hi[y] - lo[y]
     out = np.empty(total, dtype=np.int32)
     o = 0
-    for t in range(ntab):
-        b = np.int64(qkeys[t] & mask)
-        for y in range(lsh_off[t, b], lsh_off[t, b + 1]):
-            out[o] = lsh_rows[t, y]
-            o += 1
-    for x in range(qtok.shape[0]):
-        for y in range(starts[x], stops[x]):
-            out[o] = tok_rows[y]
+    for y in range(lo.shape[0]):
+        if hi[y] - lo[y] > max_bucket:
+            continue
+        for z in range(lo[y], hi[y]):
+            out[o] = lsh_rows[src[y], z] if src[y] >= 0 else tok_rows[z]
             o += 1
     out.sort()
     keep = 0
@@ -154,6 +165,25 @@ def _score_rows(q, qpop, rows, filters, pops, force, alive, exclude, threshold, 
         best_s[pos] = s
         best_r[pos] = i
     return best_r[:filled], best_s[:filled]
+
+
+@njit(nogil=True, cache=True)
+def _find_refs(ref_hi, ref_lo, hi, lo):  # type: ignore[no-untyped-def]
+    """Binary search of ``(hi, lo)`` pairs in rows sorted by ``(ref_hi, ref_lo)``."""
+    out = np.full(hi.shape[0], -1, dtype=np.int64)
+    n = ref_hi.shape[0]
+    for x in range(hi.shape[0]):
+        left = 0
+        right = n
+        while left < right:
+            mid = (left + right) >> 1
+            if ref_hi[mid] < hi[x] or (ref_hi[mid] == hi[x] and ref_lo[mid] < lo[x]):
+                left = mid + 1
+            else:
+                right = mid
+        if left < n and ref_hi[left] == hi[x] and ref_lo[left] == lo[x]:
+            out[x] = left
+    return out
 
 
 # -- segments ----------------------------------------------------------------------------
@@ -208,17 +238,7 @@ class _Segment:
 
     def find(self, hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> NDArray[np.int64]:
         """Row of each reference (``-1`` where absent), live or not."""
-        pos = np.searchsorted(self.ref_hi, hi)
-        rows = np.full(len(hi), -1, dtype=np.int64)
-        n = len(self)
-        for x in range(len(hi)):
-            p = int(pos[x])
-            while p < n and self.ref_hi[p] == hi[x]:
-                if self.ref_lo[p] == lo[x]:
-                    rows[x] = p
-                    break
-                p += 1
-        return rows
+        return np.asarray(_find_refs(self.ref_hi, self.ref_lo, hi, lo))
 
 
 def _build_segment(
@@ -300,11 +320,17 @@ class MatchIndex:
     ``words`` is the filter width in 64-bit words. ``lsh`` chooses the LSH tables (default:
     :meth:`LshConfig.whole_filter`; use :meth:`LshConfig.for_schema` with a schema).
     Segments under ``exhaustive_below`` records are scanned in full, so small indexes
-    answer exactly.
+    answer exactly; in larger ones an LSH bucket or token block of more than
+    ``max_bucket`` records is passed over.
     """
 
     def __init__(
-        self, words: int = 16, *, lsh: LshConfig | None = None, exhaustive_below: int = 20_000
+        self,
+        words: int = 16,
+        *,
+        lsh: LshConfig | None = None,
+        exhaustive_below: int = 20_000,
+        max_bucket: int = 2048,
     ) -> None:
         if words < 1:
             raise InputError("words must be at least 1", field="words")
@@ -312,6 +338,7 @@ class MatchIndex:
         self.lsh = lsh if lsh is not None else LshConfig.whole_filter(words)
         self.lsh.validate(words)
         self.exhaustive_below = exhaustive_below
+        self.max_bucket = max_bucket
         self._write = threading.Lock()
         self._snap = _Snapshot((), (), frozenset(), 0)
 
@@ -393,8 +420,9 @@ class MatchIndex:
                 if len(seg) >= self.exhaustive_below:
                     keys = qkeys[x] if qkeys is not None else np.zeros(0, np.uint64)
                     rows = _gather_candidates(
-                        keys, qtok, seg.lsh_off, seg.lsh_rows, seg.tok_keys, seg.tok_rows
-                    )
+                        keys, qtok, seg.lsh_off, seg.lsh_rows, seg.tok_keys, seg.tok_rows,
+                        self.max_bucket,
+                    )  # fmt: skip
                 else:
                     rows = np.arange(len(seg), dtype=np.int32)
                 r, s = _score_rows(

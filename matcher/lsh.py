@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -90,12 +91,17 @@ class LshConfig:
         return cls((LshBand(0, words, tables, hashes),))
 
     @classmethod
-    def for_schema(cls, schema: LinkageSchema) -> LshConfig:
-        """Tables over the name fields and over the address fields.
+    def for_schema(
+        cls, schema: LinkageSchema, *, recall: Literal["balanced", "high"] = "balanced"
+    ) -> LshConfig:
+        """Tables over the name fields and over the address fields of ``schema``.
 
-        Measured on the FEBRL quality sets (with the encoder's blocking tokens): tokens
-        alone keep 97.3-99.3% of true pairs; these tables lift that to 98.7-99.8% for
-        about 3e-3 extra candidates per pair (``benchmarks/similarity.py --blocking``).
+        Measured on the six FEBRL quality sets with the encoder's blocking tokens
+        (``benchmarks/similarity.py``): tokens alone keep 97.6-99.3% of true pairs.
+        ``"balanced"`` (18 tables of 8 hashes; what the index uses) lifts that to
+        99.0-99.8% at a reduction ratio of 0.995; ``"high"`` (40 tables of 5 hashes) to
+        99.6-99.98% at 0.91-0.92. Below about 80,000 records a side :func:`find_pairs`
+        runs the exact kernel instead, which keeps every pair.
         """
         segs = {s.name: s for s in schema.segments}
 
@@ -108,12 +114,14 @@ class LshConfig:
                 max(s.word_offset + s.words for s in found),
             )
 
+        # (tables, hashes) for the address band, then for the names band
+        place_spec, name_spec = {"balanced": ((10, 8), (8, 8)), "high": ((20, 5), (20, 5))}[recall]
         bands = []
         names = span(("name", "names", "nickname"))
         places = span(("address", "town"))
-        for rng, tables in ((places, 10), (names, 8)):
+        for rng, (nt, nh) in ((places, place_spec), (names, name_spec)):
             if rng is not None:
-                bands.append(LshBand(rng[0], rng[1], tables, 8))
+                bands.append(LshBand(rng[0], rng[1], nt, nh))
         if not bands:
             bands.append(LshBand(0, schema.total_words, 8, 8))
         return cls(tuple(bands))
@@ -361,11 +369,13 @@ def pair_quality(
     return PairQuality(len(ci), len(ti), found, comparable)
 
 
-def _exhaustive_is_cheaper(n: int, m: int, self_join: bool) -> bool:
-    # Measured on 2 cores: the kernel does about 1e9 pairs/s/core; blocking costs about
-    # 10 us per record (hashing, join, dedupe, scoring) and does not gain from threads.
+def _exhaustive_is_cheaper(n: int, m: int, self_join: bool, threads: int | None) -> bool:
+    # Measured with realistic filters on 2 cores (benchmarks/similarity.py): the kernel
+    # does about 1e9 pairs/s per thread; blocking (hashing, join, dedupe, scoring) costs
+    # 20-35 us per record and runs on one thread. Break-even near 80,000 records a side.
     pairs = n * m / (2 if self_join else 1)
-    return pairs * 1e-9 <= (n + (0 if self_join else m)) * 10e-6
+    workers = max(1, threads or numba.get_num_threads())
+    return pairs * 1.2e-9 / workers <= (n + (0 if self_join else m)) * 25e-6
 
 
 def find_pairs(
@@ -393,7 +403,9 @@ def find_pairs(
     n, m = a_filters.shape[0], b_filters.shape[0]
     if strategy not in ("auto", "exhaustive", "blocked"):
         raise InputError("strategy must be auto, exhaustive or blocked", field="strategy")
-    if strategy == "exhaustive" or (strategy == "auto" and _exhaustive_is_cheaper(n, m, self_join)):
+    if strategy == "exhaustive" or (
+        strategy == "auto" and _exhaustive_is_cheaper(n, m, self_join, threads)
+    ):
         return dice_candidates(
             a_filters, b_filters, threshold, self_join=self_join, threads=threads
         )
