@@ -32,8 +32,11 @@ bench-deps: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,postgres,bench]'
 
 bench: bench-deps
-	$(BIN)/python benchmarks/encode.py --json
+	$(BIN)/python benchmarks/encode.py --json --repeat 3
 	$(BIN)/python benchmarks/quality.py --json
+	$(BIN)/python benchmarks/similarity.py --json
+	$(BIN)/python benchmarks/scale.py --json
+	$(BIN)/python benchmarks/service.py --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
