@@ -4,7 +4,8 @@ Every rpc, allowed or denied, appends an :class:`AuditEvent` to the :class:`Audi
 in the service's store (DPA 2018 s.62: collection, alteration, consultation, disclosure,
 combination, erasure). Entries are chained by SHA-256 over their canonical JSON and
 checkpoints are signed with the service's Ed25519 audit key. Auditors export the log as
-JSONL, :func:`verify` it, :func:`replay` its searches and :func:`build_report` on it.
+JSONL, :func:`verify` it, :func:`replay` its searches and watch alerts and
+:func:`build_report` on it.
 
 >>> import tempfile
 >>> from pathlib import Path

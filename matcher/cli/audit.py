@@ -9,7 +9,8 @@
     matcher audit report AUDIT.jsonl [--format csv|json|html] [--force F] [--role R]
 
 ``verify`` and ``replay`` exit 1 when the log fails (naming the first bad entry) or a
-replayed search differs; errors such as a missing file exit 2.
+replayed search or watch alert differs (or an alert was left out); errors such as a
+missing file exit 2.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=_verify)
 
-    rerun = asub.add_parser("replay", help="re-run every search at its store version")
+    rerun = asub.add_parser(
+        "replay", help="re-run every search and watch alert at its store version"
+    )
     rerun.add_argument("log", type=Path, metavar="AUDIT.jsonl")
     rerun.add_argument("--store", required=True, metavar="URL", help="the service's store")
     rerun.add_argument(
@@ -142,9 +145,13 @@ def _replay(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
+        kinds = report.differences_by_kind()
         print(
-            f"replayed {report.replayed} searches ({report.skipped} other entries skipped):"
-            f" {len(report.differences)} differ"
+            f"replayed {report.replayed} searches and {report.watch_alerts} watch alerts"
+            f" of {report.watches} watches ({report.skipped} other entries skipped):"
+            f" {len(report.differences)} differ ("
+            + ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+            + ")"
         )
         for diff in report.differences:
             print(f"  {diff}", file=sys.stderr)

@@ -305,7 +305,15 @@ class MatcherCore:
             self.watches.register(watch)
         note = current_note()
         note.set(store_version=version, config_hash=self.model.fingerprint)
-        note.details.update(watch_id=watch.watch_id, subjects=len(q.subject_ids))
+        # What audit replay needs to re-derive the watch's alerts from the store: the
+        # encodings and digest (set above), the version it starts after, and these.
+        note.details.update(
+            watch_id=watch.watch_id,
+            subjects=len(q.subject_ids),
+            include_own_force=q.include_own_force,
+            max_results=self.watches.max_results,
+            candidate_threshold=self.watches.threshold,
+        )
         return watch
 
     def resume_watch(self, identity: Identity, token: str) -> tuple[WatchRecord, int]:

@@ -13,13 +13,16 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import numpy as np
+from numpy.typing import NDArray
+
 from matcher.batch import EncodedBatch
 from matcher.schema import LinkageSchema
 from matcher.scoring import MatchModel
-from matcher.service.matching import RecordIndex, Snapshot, search
+from matcher.service.matching import MatchResult, RecordIndex, Snapshot, search
 from matcher.store import AlertRecord, BatchEvent, Store, WatchRecord
 
-__all__ = ["WatchHub"]
+__all__ = ["WatchHub", "batch_snapshot", "scans_batch", "watch_search"]
 
 
 class WatchHub:
@@ -47,6 +50,16 @@ class WatchHub:
     def __len__(self) -> int:
         return len(self._watches)
 
+    @property
+    def max_results(self) -> int:
+        """Alerts kept per subject and batch (recorded in the Watch audit entry)."""
+        return self._max_results
+
+    @property
+    def threshold(self) -> float:
+        """The candidate threshold of watch searches (recorded in the audit entry)."""
+        return self._threshold
+
     def count_for(self, owner: str) -> int:
         return sum(1 for w in self._watches.values() if w.owner == owner)
 
@@ -65,14 +78,14 @@ class WatchHub:
         for watch in list(self._watches.values()):
             for ev in self._store.events(since=watch.scanned_version):
                 if isinstance(ev, BatchEvent):
-                    snap = _batch_snapshot(ev.batch, ev.version)
+                    snap = batch_snapshot(ev.batch, ev.version)
                     raised += self._scan(watch, ev.batch, snap, ev.version)
         return raised
 
     def on_batch(self, batch: EncodedBatch, version: int) -> int:
         """Check every watch against a newly applied batch; returns alerts raised."""
         watches = list(self._watches.values())
-        snap = _batch_snapshot(batch, version) if watches else None
+        snap = batch_snapshot(batch, version) if watches else None
         raised = sum(self._scan(w, batch, snap, version) for w in watches)
         with self._cond:
             self._generation += 1
@@ -85,17 +98,15 @@ class WatchHub:
         if version <= watch.scanned_version:
             return 0
         alerts: list[AlertRecord] = []
-        compatible = (
-            batch.epoch == watch.epoch
-            and batch.schema_fingerprint == watch.schema_fingerprint
-            and batch.filter_bits == watch.filter_bits
-        )
-        if (
-            snap is not None
-            and compatible
-            and (watch.include_own_force or batch.force != watch.force)
+        if snap is not None and scans_batch(
+            watch.force,
+            watch.include_own_force,
+            watch.epoch,
+            watch.schema_fingerprint,
+            watch.filter_bits,
+            batch,
         ):
-            found = search(
+            found = watch_search(
                 snap,
                 watch.filters,
                 schema=self._schema,
@@ -161,11 +172,51 @@ class WatchHub:
             self._cond.notify_all()
 
 
-def _batch_snapshot(batch: EncodedBatch, version: int) -> Snapshot:
-    # One small index of the new batch alone, shared by every watch's search.
+def batch_snapshot(batch: EncodedBatch, version: int) -> Snapshot:
+    """One small index of a new batch alone, shared by every watch's search.
+
+    Audit replay builds the same snapshot from the store's batch event.
+    """
     index = RecordIndex(words=batch.filter_bits // 64, capacity=max(1, len(batch)))
     index.add(batch.force, batch.record_refs, batch.filters, version)
     return index.snapshot()
+
+
+def scans_batch(
+    force: str,
+    include_own_force: bool,
+    epoch: int,
+    schema_fingerprint: str,
+    filter_bits: int,
+    batch: EncodedBatch,
+) -> bool:
+    """Whether a watch of ``force`` with these encodings is searched against ``batch``.
+
+    Only batches of the same key epoch, schema and filter length can match, and the
+    watcher's own force only when the watch asked for it.
+    """
+    return (
+        batch.epoch == epoch
+        and batch.schema_fingerprint == schema_fingerprint
+        and batch.filter_bits == filter_bits
+        and (include_own_force or batch.force != force)
+    )
+
+
+def watch_search(
+    snap: Snapshot,
+    subjects: NDArray[np.uint64],
+    *,
+    schema: LinkageSchema,
+    model: MatchModel,
+    max_results: int,
+    threshold: float,
+) -> list[list[MatchResult]]:
+    """A watch's subjects searched against one batch's snapshot (no force excluded:
+    :func:`scans_batch` already decided); each result becomes one alert, in order."""
+    return search(
+        snap, subjects, schema=schema, model=model, max_results=max_results, threshold=threshold
+    )
 
 
 def _scanned(watch: WatchRecord, version: int) -> WatchRecord:
