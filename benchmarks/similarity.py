@@ -15,9 +15,13 @@ Throughput is millions of comparisons per second (``Q * N / seconds``), best of
 ``--repeat`` runs, with one thread and with all threads. Pair counts are printed so that
 one can see ours and anonlink answered the same question.
 
-``--blocking`` (on by default) also reports pair completeness and reduction ratio of
-:func:`matcher.lsh.candidate_pairs` with ``LshConfig.for_schema`` on the FEBRL quality
-sets. The last line with ``--json`` is one JSON object.
+The blocking section (skip it with ``--no-blocking``) reports, on the six FEBRL quality
+sets, pair completeness and reduction ratio of :func:`matcher.lsh.candidate_pairs` with
+the encoder's tokens alone, with tokens and ``LshConfig.for_schema`` tables (the
+default), with the tables alone (what the service's index sees) and with the
+``recall="high"`` tables, and the bytes per record of a
+:class:`matcher.index.MatchIndex` built with each. The last line with ``--json`` is one
+JSON object.
 
     .venv/bin/python benchmarks/similarity.py --json            # a few minutes on 2 cores
     .venv/bin/python benchmarks/similarity.py --json --large    # adds N = 1,000,000
@@ -119,14 +123,25 @@ def run_case(
 
 
 def blocking_quality() -> list[dict[str, Any]]:
+    """Pair completeness, reduction ratio and index bytes per record on the FEBRL sets.
+
+    Each set is encoded under one secret; true pairs are cross-force pairs of the same
+    person. ``tokens+lsh`` is the default (``LshConfig.for_schema``); ``lsh_only`` is what
+    the service's index sees (its queries carry no tokens). Bytes per record are those of
+    a :class:`matcher.index.MatchIndex` holding the set with that configuration.
+    """
+    import secrets as _secrets
+
     from matcher.datasets import STANDARD_SETS, build_multiforce, true_cross_force_pairs
     from matcher.encoding import encode_frame
+    from matcher.index import MatchIndex
     from matcher.keys import LinkageSecret
     from matcher.lsh import LshConfig, candidate_pairs, pair_quality
     from matcher.schema import default_schema
 
     schema = default_schema()
     cfg = LshConfig.for_schema(schema)
+    high = LshConfig.for_schema(schema, recall="high")
     secret = LinkageSecret(1, b"b" * 32)
     rows = []
     for name, (source, forces) in STANDARD_SETS.items():
@@ -138,27 +153,36 @@ def blocking_quality() -> list[dict[str, Any]]:
         tj = np.array([max(p) for p in true], dtype=np.int64)
         n = len(df)
         toks = batch.blocking_tokens
-        high = LshConfig.for_schema(schema, recall="high")
-        for label, config in (
-            ("tokens", LshConfig(())),
-            ("tokens+lsh", cfg),
-            ("tokens+lsh_high_recall", high),
+        refs = [_secrets.token_hex(16) for _ in range(n)]
+        for label, config, use_tokens in (
+            ("tokens", LshConfig(()), True),
+            ("tokens+lsh", cfg, True),
+            ("lsh_only", cfg, False),
+            ("tokens+lsh_high_recall", high, True),
         ):
+            t = toks if use_tokens else None
             cand = candidate_pairs(
-                batch.filters, toks, batch.filters, toks, self_join=True, config=config
+                batch.filters, t, batch.filters, t, self_join=True, config=config
             )
             q = pair_quality(cand, (ti, tj), n, n, self_join=True)
+            index = MatchIndex(batch.filters.shape[1], lsh=config)
+            index.add("b", "F", refs, batch.filters, list(toks) if use_tokens else [_NONE] * n)
             rows.append(
                 {
                     "set": name,
                     "blocking": label,
+                    "tables": config.n_tables,
                     "pair_completeness": round(q.pair_completeness, 5),
                     "reduction_ratio": round(q.reduction_ratio, 6),
                     "candidates_per_record": round(q.candidates / n, 2),
+                    "index_bytes_per_record": round(index.memory_bytes() / n, 1),
                 }
             )
             print(rows[-1], file=sys.stderr, flush=True)
     return rows
+
+
+_NONE = np.zeros(0, np.uint64)
 
 
 def main(argv: list[str] | None = None) -> None:

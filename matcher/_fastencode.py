@@ -2,10 +2,12 @@
 
 Encoding works on *distinct values*, not rows: a column is factorised, each distinct raw
 value is normalised once, each distinct normalised value of a field gets its segment bits
-once (a row of a per-field table), and the rows of the filter array are filled by one
-fancy-index per field. Only three steps are per record, and they are numba kernels:
-the keyed record seed (SipHash-2-4 over the record's value ids), the randomized-response
-bit flips, and the blocking tokens (SipHash-2-4 over a token's components).
+once (a row of a per-field table), and the rows of the filter array are filled from the
+tables (:func:`fill_segment`). The per-record steps are numba kernels: the filling, the
+reading of common date layouts (:func:`parse_dates`), the keyed record seed (SipHash-2-4
+over the record's value ids), the randomized-response bit flips, and the blocking tokens
+(SipHash-2-4 over a token's components). Token positions come from keyed BLAKE2b-512, one
+compression per token after the key block (:func:`b2_digests_masks`, equal to hashlib's).
 
 Why SipHash and splitmix64: SipHash-2-4 is a keyed pseudo-random function (128-bit key
 from HKDF), so a record's seed and a blocking token are unpredictable without the key even
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
 
@@ -254,9 +257,15 @@ def _flip(filters, seeds, nbits, p):  # type: ignore[no-untyped-def]
             filters[r, pos >> 6] ^= np.uint64(1) << np.uint64(pos & 63)
 
 
-def flip_bits(filters: U64, seeds: U64, flip_probability: float) -> U64:
-    """Flip each bit of each row with ``flip_probability``, from the row's splitmix64 stream."""
-    out = np.array(filters, dtype=np.uint64, order="C", copy=True)
+def flip_bits(filters: U64, seeds: U64, flip_probability: float, *, copy: bool = True) -> U64:
+    """Flip each bit of each row with ``flip_probability``, from the row's splitmix64 stream.
+
+    ``copy=False``: flip a C-contiguous uint64 ``filters`` in place (and return it).
+    """
+    if copy or filters.dtype != np.uint64 or not filters.flags.c_contiguous:
+        out = np.array(filters, dtype=np.uint64, order="C", copy=True)
+    else:
+        out = filters
     if flip_probability > 0.0 and len(out):
         _flip(
             out,
@@ -353,8 +362,22 @@ def block_token_kernel(
         key[0], key[1], types, parts["yob"], parts["fn"], parts["sn"], parts["root"],
         parts["dsk"], parts["pc"], parts["oth"], parts["oth_off"], parts["oth_codes"],
     )  # fmt: skip
-    starts = cap[:-1]
-    return [flat[a : a + c] for a, c in zip(starts.tolist(), counts.tolist(), strict=True)]
+    return split_rows(flat, cap[:-1], counts)
+
+
+def split_rows(flat: U64, starts: NDArray[np.int64], counts: NDArray[np.int64]) -> list[U64]:
+    """``[flat[a : a + c] for a, c in zip(starts, counts)]``, built faster: the rows of
+    each length are gathered into one 2-D array whose row views are made in C."""
+    n = len(counts)
+    if n == 0:
+        return []
+    out = np.empty(n, dtype=object)
+    for k in np.unique(counts).tolist():
+        rows = np.flatnonzero(counts == k)
+        sub = flat[starts[rows][:, None] + np.arange(k, dtype=np.int64)]
+        out[rows] = np.fromiter(sub, dtype=object, count=len(rows))
+    got: list[U64] = out.tolist()
+    return got
 
 
 # --------------------------------------------------------------------------- bigram masks
@@ -421,14 +444,24 @@ def _bigram_masks(blob, starts, chars, table, numbers):  # type: ignore[no-untyp
     return masks, nums, slow
 
 
+def utf8_blob(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """The texts' UTF-8 bytes end to end (one more zero byte) and their ``starts``."""
+    arr = pa.array(texts, type=pa.large_string())
+    _, offsets, data = arr.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int64, count=arr.offset + len(arr) + 1)
+    starts = starts[arr.offset :]
+    lo, hi = int(starts[0]), int(starts[-1])
+    blob = np.zeros(hi - lo + 1, dtype=np.uint8)
+    if data is not None and hi > lo:
+        blob[:-1] = np.frombuffer(data, dtype=np.uint8, count=hi)[lo:]
+    return blob, starts - lo
+
+
 def bigram_masks(
     texts: list[str], table: U64, *, numbers: bool
 ) -> tuple[U64, NDArray[np.int64], NDArray[np.bool_]]:
     """Masks of q=2 texts from a bigram table (see :func:`_bigram_masks`)."""
-    enc = [t.encode() for t in texts]
-    starts = np.zeros(len(enc) + 1, dtype=np.int64)
-    starts[1:] = np.cumsum([len(b) for b in enc])
-    blob = np.frombuffer(b"".join(enc) + b"\0", dtype=np.uint8)
+    blob, starts = utf8_blob(texts)
     out: tuple[U64, NDArray[np.int64], NDArray[np.bool_]] = _bigram_masks(
         blob, starts, _CHAR_INDEX, table, numbers
     )
@@ -445,3 +478,355 @@ def positions_table(digests: bytes, n: int, count: int, bits: int) -> U64:
         out, (rows, flat >> 6), np.left_shift(np.uint64(1), (flat & 63).astype(np.uint64))
     )
     return out
+
+
+# --------------------------------------------------------------------------- keyed BLAKE2b
+# BLAKE2b-512 keyed with a domain key, of messages up to one block (128 bytes): the
+# same digests as ``hashlib.blake2b(msg, key=key, digest_size=64)``. The key block is
+# compressed once per key (:func:`blake2b_keyed_state`); each message is one more
+# compression, in a kernel that also turns the digest into a token's positions.
+_B2_IV = np.array(
+    [
+        0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
+        0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
+    ],
+    dtype=np.uint64,
+)  # fmt: skip
+# (BLAKE2b's message schedule is written out in _b2_compress)
+B2_MAX_MESSAGE = 128
+
+
+@njit(cache=True, inline="always")
+def _rotr(x, b):  # type: ignore[no-untyped-def]
+    return (x >> np.uint64(b)) | (x << np.uint64(64 - b))
+
+
+@njit(cache=True, inline="always")
+def _b2_g(a, b, c, d, x, y):  # type: ignore[no-untyped-def]
+    a = a + b + x
+    d = _rotr(d ^ a, 32)
+    c = c + d
+    b = _rotr(b ^ c, 24)
+    a = a + b + y
+    d = _rotr(d ^ a, 16)
+    c = c + d
+    b = _rotr(b ^ c, 63)
+    return a, b, c, d
+
+
+@njit(cache=True)
+def _b2_compress(h, m, t, last, iv, out):  # type: ignore[no-untyped-def]
+    """One BLAKE2b compression of block ``m`` (16 words) into ``out``, from state ``h``."""
+    v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
+    v8, v9, v10, v11 = iv[0], iv[1], iv[2], iv[3]
+    v12 = iv[4] ^ np.uint64(t)
+    v13 = iv[5]
+    v14 = ~iv[6] if last else iv[6]
+    v15 = iv[7]
+    # the 12 rounds unrolled (message schedule of BLAKE2b written out)
+    m0, m1, m2, m3, m4, m5, m6, m7 = m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]
+    m8, m9, m10, m11, m12, m13, m14, m15 = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m0, m1)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m2, m3)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m4, m5)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m6, m7)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m8, m9)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m10, m11)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m12, m13)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m14, m15)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m14, m10)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m4, m8)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m9, m15)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m13, m6)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m1, m12)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m0, m2)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m11, m7)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m5, m3)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m11, m8)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m12, m0)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m5, m2)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m15, m13)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m10, m14)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m3, m6)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m7, m1)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m9, m4)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m7, m9)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m3, m1)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m13, m12)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m11, m14)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m2, m6)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m5, m10)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m4, m0)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m15, m8)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m9, m0)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m5, m7)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m2, m4)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m10, m15)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m14, m1)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m11, m12)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m6, m8)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m3, m13)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m2, m12)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m6, m10)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m0, m11)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m8, m3)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m4, m13)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m7, m5)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m15, m14)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m1, m9)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m12, m5)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m1, m15)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m14, m13)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m4, m10)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m0, m7)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m6, m3)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m9, m2)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m8, m11)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m13, m11)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m7, m14)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m12, m1)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m3, m9)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m5, m0)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m15, m4)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m8, m6)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m2, m10)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m6, m15)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m14, m9)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m11, m3)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m0, m8)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m12, m2)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m13, m7)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m1, m4)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m10, m5)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m10, m2)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m8, m4)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m7, m6)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m1, m5)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m15, m11)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m9, m14)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m3, m12)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m13, m0)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m0, m1)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m2, m3)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m4, m5)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m6, m7)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m8, m9)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m10, m11)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m12, m13)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m14, m15)
+    v0, v4, v8, v12 = _b2_g(v0, v4, v8, v12, m14, m10)
+    v1, v5, v9, v13 = _b2_g(v1, v5, v9, v13, m4, m8)
+    v2, v6, v10, v14 = _b2_g(v2, v6, v10, v14, m9, m15)
+    v3, v7, v11, v15 = _b2_g(v3, v7, v11, v15, m13, m6)
+    v0, v5, v10, v15 = _b2_g(v0, v5, v10, v15, m1, m12)
+    v1, v6, v11, v12 = _b2_g(v1, v6, v11, v12, m0, m2)
+    v2, v7, v8, v13 = _b2_g(v2, v7, v8, v13, m11, m7)
+    v3, v4, v9, v14 = _b2_g(v3, v4, v9, v14, m5, m3)
+    out[0] = h[0] ^ v0 ^ v8
+    out[1] = h[1] ^ v1 ^ v9
+    out[2] = h[2] ^ v2 ^ v10
+    out[3] = h[3] ^ v3 ^ v11
+    out[4] = h[4] ^ v4 ^ v12
+    out[5] = h[5] ^ v5 ^ v13
+    out[6] = h[6] ^ v6 ^ v14
+    out[7] = h[7] ^ v7 ^ v15
+
+
+@njit(cache=True)
+def _b2_key_state(keyblock, keylen, iv):  # type: ignore[no-untyped-def]
+    h = iv.copy()
+    h[0] ^= np.uint64(0x01010000) ^ (np.uint64(keylen) << np.uint64(8)) ^ np.uint64(64)
+    out = np.empty(8, dtype=np.uint64)
+    _b2_compress(h, keyblock, 128, False, iv, out)
+    return out
+
+
+def blake2b_keyed_state(key: bytes) -> U64:
+    """BLAKE2b-512 state after the (padded) key block of ``key`` (at most 64 bytes)."""
+    if not 0 < len(key) <= 64:
+        raise ValueError("a BLAKE2b key has 1 to 64 bytes")
+    block = np.frombuffer(key.ljust(128, b"\0"), dtype="<u8").astype(np.uint64)
+    out: U64 = _b2_key_state(block, len(key), _B2_IV)
+    return out
+
+
+@njit(cache=True)
+def _b2_masks(state, pre, blob, starts, tail, count, bits, words, iv):  # type: ignore[no-untyped-def]
+    n = starts.shape[0] - 1
+    masks = np.zeros((n, words), dtype=np.uint64)
+    m = np.empty(16, dtype=np.uint64)
+    d = np.empty(8, dtype=np.uint64)
+    nb = np.uint64(bits)
+    np_ = pre.shape[0]
+    for i in range(n):
+        m[:] = 0
+        for j in range(np_):
+            m[j >> 3] |= np.uint64(pre[j]) << np.uint64(8 * (j & 7))
+        a = starts[i]
+        ln = starts[i + 1] - a
+        for j in range(ln):
+            k = np_ + j
+            m[k >> 3] |= np.uint64(blob[a + j]) << np.uint64(8 * (k & 7))
+        _b2_compress(state, m, 128 + np_ + ln + tail, True, iv, d)
+        for c in range(count):
+            p = (d[c >> 1] >> np.uint64(32 * (c & 1))) & np.uint64(0xFFFFFFFF)
+            p = p % nb
+            masks[i, p >> np.uint64(6)] |= np.uint64(1) << (p & np.uint64(63))
+    return masks
+
+
+def b2_digests_masks(
+    state: U64,
+    blob: NDArray[np.uint8],
+    starts: NDArray[np.int64],
+    count: int,
+    bits: int,
+    *,
+    prefix: bytes = b"",
+    tail: int = 0,
+) -> U64:
+    """Masks ``(n, bits // 64)``: the first ``count`` 4-byte words of each message's keyed
+    BLAKE2b-512 digest, modulo ``bits``, as positions. Message ``i`` is ``prefix``, then
+    ``blob[starts[i] : starts[i + 1]]``, then ``tail`` zero bytes: 1 to 128 bytes."""
+    longest = int(np.max(np.diff(starts))) if len(starts) > 1 else 0
+    if len(prefix) + longest + tail > B2_MAX_MESSAGE:
+        raise ValueError("a message is longer than one BLAKE2b block")
+    pre = np.frombuffer(prefix, dtype=np.uint8) if prefix else np.zeros(0, dtype=np.uint8)
+    out: U64 = _b2_masks(state, pre, blob, starts, tail, count, bits, bits // 64, _B2_IV)
+    return out
+
+
+def messages(parts: list[bytes]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """One byte blob and its ``starts`` (length ``n + 1``) from ``n`` messages."""
+    starts = np.zeros(len(parts) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(p) for p in parts])
+    return np.frombuffer(b"".join(parts) + b"\0", dtype=np.uint8), starts
+
+
+def digit_messages(
+    prefix: bytes, cols: list[tuple[NDArray[np.int64], int]], suffix: bytes
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Fixed-width messages ``prefix + digits... + suffix``: each column ``(values, width)``
+    written as zero-padded decimal (values must fit the width)."""
+    n = len(cols[0][0])
+    width = len(prefix) + sum(w for _, w in cols) + len(suffix)
+    out = np.empty((n, width), dtype=np.uint8)
+    out[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+    at = len(prefix)
+    for vals, w in cols:
+        v = np.asarray(vals, dtype=np.int64)
+        for j in range(w - 1, -1, -1):
+            out[:, at + j] = 48 + v % 10
+            v = v // 10
+        at += w
+    if suffix:
+        out[:, at:] = np.frombuffer(suffix, dtype=np.uint8)
+    return out.reshape(-1), np.arange(n + 1, dtype=np.int64) * width
+
+
+# --------------------------------------------------------------------------- dates
+@njit(cache=True, inline="always")
+def _digits(row, a, b):  # type: ignore[no-untyped-def]
+    v = 0
+    for j in range(a, b):
+        ch = row[j]
+        if ch < 48 or ch > 57:
+            return -1
+        v = v * 10 + (ch - 48)
+    return v
+
+
+@njit(cache=True, inline="always")
+def _is_sep(ch, space):  # type: ignore[no-untyped-def]
+    return ch == 45 or ch == 47 or ch == 46 or (space and ch == 32)
+
+
+@njit(cache=True)
+def _date_kernel(c, month_keys, month_values):  # type: ignore[no-untyped-def]
+    n, w = c.shape
+    ok = np.zeros(n, dtype=np.bool_)
+    ymd = np.zeros((n, 3), dtype=np.int64)
+    for i in range(n):
+        row = c[i]
+        ln = w
+        for j in range(w):
+            if row[j] == 0:
+                ln = j
+                break
+        y = m = d = -1
+        swap = False
+        if ln == 8:
+            y, m, d = _digits(row, 0, 4), _digits(row, 4, 6), _digits(row, 6, 8)
+        elif ln == 10 and _is_sep(row[4], False) and row[7] == row[4]:
+            y, m, d = _digits(row, 0, 4), _digits(row, 5, 7), _digits(row, 8, 10)
+            swap = True
+        elif ln == 10 and _is_sep(row[2], False) and row[5] == row[2]:
+            d, m, y = _digits(row, 0, 2), _digits(row, 3, 5), _digits(row, 6, 10)
+            swap = True
+        elif ln == 11 and _is_sep(row[2], True) and _is_sep(row[6], True):
+            d, y = _digits(row, 0, 2), _digits(row, 7, 11)
+            key = 0
+            for j in range(3, 6):
+                ch = row[j] | 0x20
+                if ch < 97 or ch > 122:
+                    key = -1
+                    break
+                key = key * 256 + ch
+            if key >= 0:
+                for k in range(month_keys.shape[0]):
+                    if month_keys[k] == key:
+                        m = month_values[k]
+        if y < 0 or m < 0 or d < 0:
+            continue
+        if swap and m > 12 and d <= 12:
+            m, d = d, m
+        if 1850 <= y <= 2100 and 1 <= m <= 12 and 1 <= d <= 31:
+            ok[i] = True
+            ymd[i, 0] = y
+            ymd[i, 1] = m
+            ymd[i, 2] = d
+    return ok, ymd
+
+
+def parse_dates(
+    codes: NDArray[np.uint32], months: dict[str, int]
+) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """``ok, ymd`` of texts as code points ``(n, w)`` (0 past the end): ``yyyymmdd``,
+    ``yyyy-mm-dd``, ``dd-mm-yyyy`` (``-``, ``/`` or ``.``; a month over 12 with a day up
+    to 12 is taken as swapped) and ``dd-Mon-yyyy`` (also with spaces; ``months`` maps
+    three-letter lower-case names), read as :func:`matcher.normalise.parse_date` reads
+    them; the rest (and out-of-range values) are not ``ok``."""
+    keys = [k for k in months if len(k) == 3 and k.isascii() and k.isalpha()]
+    mk = np.array([(ord(k[0]) << 16) | (ord(k[1]) << 8) | ord(k[2]) for k in keys], np.int64)
+    mv = np.array([months[k] for k in keys], dtype=np.int64)
+    out: tuple[NDArray[np.bool_], NDArray[np.int64]] = _date_kernel(
+        np.ascontiguousarray(codes, dtype=np.uint32), mk, mv
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- filling
+@njit(cache=True)
+def _fill_segment(filters, table, codes, offset):  # type: ignore[no-untyped-def]
+    words = table.shape[1]
+    last = table.shape[0] - 1
+    for r in range(codes.shape[0]):
+        c = codes[r]
+        if c < 0:
+            c = last
+        for w in range(words):
+            filters[r, offset + w] = table[c, w]
+
+
+def fill_segment(filters: U64, table: U64, codes: NDArray[np.int64], offset: int) -> None:
+    """``filters[:, offset : offset + words] = table[codes]`` in place (code -1: the last
+    row of ``table``, as numpy reads it)."""
+    if table.shape[0] == 0 or len(codes) != filters.shape[0]:
+        raise ValueError("one code per row and a table with its missing-value row are needed")
+    if offset < 0 or offset + table.shape[1] > filters.shape[1]:
+        raise ValueError("the segment does not fit the filters")
+    if len(codes) and (int(codes.max()) >= table.shape[0] or int(codes.min()) < -1):
+        raise ValueError("a code is outside the table")
+    _fill_segment(
+        filters, np.ascontiguousarray(table), np.ascontiguousarray(codes, np.int64), offset
+    )

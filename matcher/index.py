@@ -8,9 +8,10 @@ query never sees a half-applied batch and never waits for a writer.
 A segment stores, per record: the filter (``w`` words), its popcount (``uint16``), the
 record reference as two ``uint64`` (rows are sorted by it, so a retraction is a binary
 search), a force code (``uint16``) and a live flag. Blocking structures: for each LSH
-table a bucketed CSR of row ids (``int32``; buckets are a power of two near ``n / 8``),
-and the blocking tokens as sorted ``(uint32 hash, int32 row)`` pairs. At 1024 bits that is
-about 250 bytes a record (:meth:`MatchIndex.memory_bytes` counts every array).
+table a bucketed CSR of row ids (``int32``; buckets are a power of two near ``n / 16``),
+and the blocking tokens as sorted ``(uint32 hash, int32 row)`` pairs. At 1024 bits with
+:meth:`LshConfig.for_schema`'s tables and four or five tokens that is 270-295 bytes a
+record (:meth:`MatchIndex.memory_bytes` counts every array).
 
 Each batch becomes a segment; equal-sized neighbours merge (a binary counter, so there
 are ``O(log n)`` segments), dropping retracted rows. Segments smaller than
@@ -43,9 +44,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from matcher._dice_kernels import _popcnt
 from matcher.errors import InputError
 from matcher.lsh import LshConfig, lsh_keys
-from matcher.similarity import _popcnt, popcounts
+from matcher.similarity import popcounts
 
 __all__ = ["Match", "MatchIndex"]
 
@@ -258,7 +260,7 @@ def _build_segment(
     n = len(order)
     tok_rows = rank[tok_rows]
     by_key = np.lexsort((tok_rows, tok_keys))
-    nb = 1 << max(4, int(n // 8).bit_length())
+    nb = 1 << max(4, int(n // 16).bit_length())
     keys = lsh_keys(filters, lsh) if lsh.n_tables and n else np.zeros((n, 0), np.uint64)
     lsh_off, lsh_rows = _bucket_csr(keys, nb)
     return _Segment(

@@ -2,9 +2,10 @@
 
 Two records are candidates when they share a keyed blocking token (made by the force
 from name codes, dates and postcodes; see :mod:`matcher.encoding`) or when they collide
-in any LSH table. A table hashes ``hashes`` MinHash values taken over a *band* of the
-filter's words, usually one group of fields (names, address) so that a pair that agrees
-strongly on that group collides even when the rest of the record differs. Each MinHash is
+in any LSH table. A table hashes MinHash values taken over one or more *spans* of the
+filter's words, usually the segments of two fields (surname and address, forename and
+town, ...; see :meth:`LshConfig.for_schema`), so that a pair agreeing strongly on both
+fields collides even when the rest of the record differs. Each MinHash is
 one-permutation style: the first set bit among ``bin_size`` bit positions drawn at random
 (without replacement) from the band, which collides with probability about the Jaccard
 similarity of the band's bits. Positions come from a public seed: the bits are already
@@ -58,9 +59,11 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 @dataclass(frozen=True)
 class LshBand:
-    """LSH tables over words ``[word_start, word_stop)`` of the filter.
+    """LSH tables over words ``[word_start, word_stop)`` of the filter (and ``also``).
 
-    ``tables`` tables, each keyed by ``hashes`` MinHash values of ``bin_size`` positions.
+    ``tables`` tables, each keyed by ``hashes`` MinHash values of ``bin_size`` positions
+    from those words, plus, for each ``(word_start, word_stop, hashes)`` in ``also``, that
+    many from those words (a table over two fields collides only when both agree).
     More hashes per table: fewer chance collisions; more tables: fewer missed pairs.
     """
 
@@ -69,6 +72,16 @@ class LshBand:
     tables: int = 4
     hashes: int = 4
     bin_size: int = 16
+    also: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def spans(self) -> tuple[tuple[int, int, int], ...]:
+        """``(word_start, word_stop, hashes)`` of every span feeding each table's key."""
+        return ((self.word_start, self.word_stop, self.hashes), *self.also)
+
+    @property
+    def hashes_per_table(self) -> int:
+        return sum(h for _, _, h in self.spans)
 
 
 @dataclass(frozen=True)
@@ -94,34 +107,30 @@ class LshConfig:
     def for_schema(
         cls, schema: LinkageSchema, *, recall: Literal["balanced", "high"] = "balanced"
     ) -> LshConfig:
-        """Tables over the name fields and over the address fields of ``schema``.
+        """Tables keyed on two or three fields of ``schema`` (forename, surname, address,
+        town), so that a pair agreeing on those fields collides even when the rest
+        differs, and a few on the address or the town alone.
 
         Measured on the six FEBRL quality sets with the encoder's blocking tokens
-        (``benchmarks/similarity.py``): tokens alone keep 97.6-99.3% of true pairs.
-        ``"balanced"`` (18 tables of 8 hashes; what the index uses) lifts that to
-        99.0-99.8% at a reduction ratio of 0.995; ``"high"`` (40 tables of 5 hashes) to
-        99.6-99.98% at 0.91-0.92. Below about 80,000 records a side :func:`find_pairs`
-        runs the exact kernel instead, which keeps every pair.
+        (``benchmarks/similarity.py``; four secrets): tokens alone keep 97.5-99.3% of
+        true pairs (they miss pairs whose date and postcode both changed).
+        ``"balanced"`` (24 tables, what the index uses; about 105 bytes a record in the
+        index) lifts that to at least 99.52% on every set at a reduction ratio of
+        0.9896-0.993 (0.9904-0.9916 under the benchmark's secret); ``"high"`` (35 tables,
+        over the index's 300-byte budget, for batch linkage) to at least 99.62% at
+        0.987-0.990. The tables alone (no tokens) keep 88-96%. Below about 80,000 records
+        a side :func:`find_pairs` runs the exact kernel instead, which keeps every pair.
         """
-        segs = {s.name: s for s in schema.segments}
-
-        def span(kinds: Sequence[str]) -> tuple[int, int] | None:
-            found = [segs[f.name] for f in schema.fields if f.kind in kinds]
-            if not found:
-                return None
-            return (
-                min(s.word_offset for s in found),
-                max(s.word_offset + s.words for s in found),
-            )
-
-        # (tables, hashes) for the address band, then for the names band
-        place_spec, name_spec = {"balanced": ((10, 8), (8, 8)), "high": ((20, 5), (20, 5))}[recall]
+        spans = _field_spans(schema)
+        recipe = _RECIPES[recall]
         bands = []
-        names = span(("name", "names", "nickname"))
-        places = span(("address", "town"))
-        for rng, (nt, nh) in ((places, place_spec), (names, name_spec)):
-            if rng is not None:
-                bands.append(LshBand(rng[0], rng[1], nt, nh))
+        for parts, tables in recipe:
+            if not all(role in spans for role, _ in parts):
+                continue
+            (first, h0), rest = parts[0], parts[1:]
+            lo, hi = spans[first]
+            also = tuple((*spans[role], h) for role, h in rest)
+            bands.append(LshBand(lo, hi, tables, h0, also=also))
         if not bands:
             bands.append(LshBand(0, schema.total_words, 8, 8))
         return cls(tuple(bands))
@@ -129,12 +138,15 @@ class LshConfig:
     def validate(self, words: int) -> None:
         problems = []
         for b in self.bands:
-            if not 0 <= b.word_start < b.word_stop <= words:
-                problems.append(f"band words [{b.word_start}, {b.word_stop}) exceed {words}")
-            elif b.bin_size * b.hashes > (b.word_stop - b.word_start) * 64 * 4:
-                problems.append("band bins are too large for its bits")
-            if b.tables < 0 or b.hashes < 1 or b.bin_size < 1:
-                problems.append("band tables, hashes and bin_size must be positive")
+            for start, stop, hashes in b.spans:
+                if not 0 <= start < stop <= words:
+                    problems.append(f"band words [{start}, {stop}) exceed {words}")
+                elif b.bin_size > (stop - start) * 64:
+                    problems.append("band bins are too large for its bits")
+                if hashes < 1:
+                    problems.append("band hashes must be positive")
+            if b.tables < 0 or b.bin_size < 1:
+                problems.append("band tables must be >= 0 and bin_size positive")
         if problems:
             raise InputError("; ".join(problems), field="lsh")
 
@@ -143,19 +155,77 @@ class LshConfig:
         return sum(b.tables for b in self.bands)
 
 
+# Table recipes for :meth:`LshConfig.for_schema`: ((field role, MinHashes), ...), tables.
+# Chosen by greedy search on the six FEBRL quality sets encoded under four secrets: a
+# table over two fields (3 or 4 MinHashes each) collides for pairs that agree on both
+# and rarely otherwise; the 3-field tables (2 each) and the town-only and address-only
+# ones catch pairs where little else agrees. Pairs that agree on dates or postcodes are
+# the blocking tokens' business.
+_Recipe = tuple[tuple[tuple[tuple[str, int], ...], int], ...]
+_RECIPES: dict[str, _Recipe] = {
+    "balanced": (
+        ((("surname", 3), ("address", 3)), 4),
+        ((("forename", 3), ("address", 3)), 2),
+        ((("forename", 3), ("town", 3)), 2),
+        ((("surname", 3), ("town", 3)), 3),
+        ((("address", 4), ("town", 4)), 5),
+        ((("forename", 2), ("town", 2), ("address", 2)), 3),
+        ((("address", 5),), 1),
+        ((("town", 8),), 4),
+    ),
+    "high": (
+        ((("surname", 3), ("address", 3)), 6),
+        ((("forename", 3), ("address", 3)), 4),
+        ((("forename", 3), ("town", 3)), 3),
+        ((("surname", 3), ("town", 3)), 4),
+        ((("address", 4), ("town", 4)), 6),
+        ((("forename", 2), ("town", 2), ("address", 2)), 4),
+        ((("forename", 3), ("surname", 3)), 2),
+        ((("address", 5),), 2),
+        ((("town", 8),), 4),
+    ),
+}
+
+
+def _field_spans(schema: LinkageSchema) -> dict[str, tuple[int, int]]:
+    """Word spans of the roles the recipes use: the first two ``name`` fields are the
+    forename and the surname; ``address``, ``town`` and ``postcode`` by kind (first of each)."""
+    spans: dict[str, tuple[int, int]] = {}
+    names = ("forename", "surname")
+    n_names = 0
+    for f, seg in zip(schema.fields, schema.segments, strict=True):
+        span = (seg.word_offset, seg.word_offset + seg.words)
+        if f.kind == "name" and n_names < len(names):
+            spans[names[n_names]] = span
+            n_names += 1
+        elif f.kind in ("address", "town", "postcode"):
+            spans.setdefault(f.kind, span)
+    return spans
+
+
 @functools.lru_cache(maxsize=32)
 def _positions(config: LshConfig) -> NDArray[np.int64]:
-    """Bit positions for every (table, hash, slot): shape ``(tables, hashes_max, bin)``."""
-    rng = np.random.default_rng(config.seed)
-    hmax = max((b.hashes for b in config.bands), default=1)
+    """Bit positions for every (table, hash, slot): shape ``(tables, hashes_max, bin)``.
+
+    A table's positions depend only on the seed, its band's spans and bin size and its
+    number within the band, so adding a band or a table leaves the other tables alone.
+    """
+    hmax = max((b.hashes_per_table for b in config.bands), default=1)
     bmax = max((b.bin_size for b in config.bands), default=1)
     out = np.full((config.n_tables, hmax, bmax), -1, dtype=np.int64)
     t = 0
     for band in config.bands:
-        lo, hi = band.word_start * 64, band.word_stop * 64
-        for _ in range(band.tables):
-            for h in range(band.hashes):
-                out[t, h, : band.bin_size] = lo + rng.choice(hi - lo, band.bin_size, replace=False)
+        shape = [v for span in band.spans for v in span]
+        for number in range(band.tables):
+            rng = np.random.default_rng([config.seed, band.bin_size, number, *shape])
+            h = 0
+            for start, stop, hashes in band.spans:
+                lo, hi = start * 64, stop * 64
+                for _ in range(hashes):
+                    out[t, h, : band.bin_size] = lo + rng.choice(
+                        hi - lo, band.bin_size, replace=False
+                    )
+                    h += 1
             t += 1
     out.flags.writeable = False  # shared by every caller through the cache
     return out

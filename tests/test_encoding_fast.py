@@ -17,7 +17,12 @@ from matcher import _fastencode as fe
 from matcher import normalise as nz
 from matcher.datasets import build_multiforce
 from matcher.encoding import NormalisedRecord, encode_frame, harden, normalise_frame
-from matcher.encoding._columns import _fast_address, _fast_addresses, _fast_dates
+from matcher.encoding._columns import (
+    _fast_address,
+    _fast_addresses,
+    _fast_dates,
+    _normalise_column,
+)
 from matcher.encoding._encoder import _salt, _tokens_for
 from matcher.keys import LinkageSecret
 from matcher.schema import Hardening, LinkageSchema, default_schema
@@ -151,6 +156,61 @@ def test_fast_dates_equal_the_parser(text: str) -> None:
     assert out[0] is ... or out[0] == expected
 
 
+def _column_matches(kind: str, raw: list[object], norm: object) -> None:
+    """The column path gives each row the normaliser's value, and reports its failures."""
+    col = _normalise_column(kind, pd.Series(raw, dtype=object))
+    got = [col.values[c] if c >= 0 else None for c in col.codes.tolist()]
+    assert len(set(map(repr, col.values))) == len(col.values)  # distinct values
+    bad = set(col.bad_rows.tolist())
+    for i, value in enumerate(raw):
+        try:
+            expected = norm(value)  # type: ignore[operator]
+        except nz.UnparseableValue:
+            assert got[i] is None and i in bad, value
+            continue
+        assert got[i] == (expected or None) and i not in bad, value
+
+
+_DATE_TEXTS = [
+    "12/03/1985", "1985-03-12", "19850312", "12.03.1985", "03/25/1985", "30-Jun-1984",
+    "30 jun 1984", "30/JUN/1984", "30-Jun-84", "30-June-1984", "30-Jun-1984 ", " 30-Jun-1984",
+    "30-Jun-19845", "30-Jxx-1984", "31-Feb-1849", "00-Jan-1990", "32-Jan-1990", "05-Sep-2100",
+    "05-Sep-2101", "1985-03-12T10:00", "31st of Smarch", "", "n/a", "NaT", "31121999",
+    "٣0-Jun-1984", "30-Jün-1984", "1985-13-13", "99999999",
+]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_DATE_TEXTS), st.text(max_size=12)), max_size=30))
+def test_date_column_equals_the_parser(texts: list[str]) -> None:
+    _column_matches("date", [*texts, None, *_DATE_TEXTS], nz.parse_date)  # text: the kernel
+    _column_matches("date", [*texts, None, float("nan"), 19850312, *_DATE_TEXTS], nz.parse_date)
+
+
+_PIECES = [
+    "12", "St", "st.", "Rd", "rd,", "&", "n/a", "Mary's", "unknown", "0", "007", "-", "ÅSA",
+    "high", "street", "", ",", "Apt", "not", "known", "St,", "9", "NA", "st's", "o'", "a`b",
+    "Flat", "Sq.", "#n/a", "Gdns", "1a", "x\u00a0y", "HIGH-ST", "The",
+]  # fmt: skip
+
+
+def test_address_column_equals_the_normaliser() -> None:
+    df = _sample()
+    rng = np.random.default_rng(5)
+    made = [
+        "".join(
+            str(rng.choice(_PIECES)) + str(rng.choice([" ", "  ", "\t", ", ", "\x1f", "\u00a0"]))
+            for _ in range(int(rng.integers(1, 7)))
+        )
+        for _ in range(3000)
+    ]
+    raw = [*df["address"].tolist(), None, "n/a", "12 St Albans Rd", "12  ,  Rd", "Flat 2, & Co"]
+    raw += made
+    _column_matches("address", raw, nz.normalise_address)
+    _column_matches("address", raw[::-1], nz.normalise_address)  # from the caches
+    _column_matches("address", [*raw, 12], nz.normalise_address)  # not all text
+
+
 # --------------------------------------------------------------------------- issues
 def test_repeated_bad_values_are_reported_for_every_row() -> None:
     df = handmade_frame().head(6).copy()
@@ -250,3 +310,36 @@ def test_blocking_tokens_mean_the_same_as_their_plain_form() -> None:
             by_plain.setdefault(t, set()).add(r)
     # the same records share each token: a hashed token per plain token, and no more
     assert Counter(map(frozenset, by_hash.values())) == Counter(map(frozenset, by_plain.values()))
+
+
+# --------------------------------------------------------------------------- kernels
+@settings(max_examples=40, deadline=None)
+@given(
+    st.binary(min_size=1, max_size=64),
+    st.lists(st.binary(max_size=100), min_size=1, max_size=8),
+    st.binary(max_size=20),
+    st.integers(0, 4),
+)
+def test_blake2b_kernel_equals_hashlib(
+    key: bytes, bodies: list[bytes], prefix: bytes, tail: int
+) -> None:
+    msgs = [prefix + b + bytes(tail) for b in bodies]
+    if any(not m for m in msgs):
+        return
+    blob = np.frombuffer(b"".join(bodies) + b"\0", dtype=np.uint8)
+    starts = np.cumsum([0, *map(len, bodies)]).astype(np.int64)
+    state = fe.blake2b_keyed_state(key)
+    got = fe.b2_digests_masks(state, blob, starts, 16, 512, prefix=prefix, tail=tail)
+    digests = b"".join(hashlib.blake2b(m, key=key, digest_size=64).digest() for m in msgs)
+    assert np.array_equal(got, fe.positions_table(digests, len(msgs), 16, 512))
+
+
+def test_split_rows_equals_slicing() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 7, 500)
+    starts = np.cumsum(np.r_[0, counts[:-1] + 2]).astype(np.int64)
+    flat = rng.integers(0, 2**63, int(starts[-1] + counts[-1] + 1)).astype(np.uint64)
+    got = fe.split_rows(flat, starts, counts)
+    assert len(got) == len(counts)
+    for row, a, c in zip(got, starts.tolist(), counts.tolist(), strict=True):
+        assert row.dtype == np.uint64 and np.array_equal(row, flat[a : a + c])

@@ -165,9 +165,10 @@ def test_blocked_segments_find_near_duplicates() -> None:
     unrelated = _filters(rng, 1)[0]
     plain = blocked.query_one(unrelated, k=100)
     assert len(plain) < 100  # only LSH bucket mates were scored
-    assert refs[17] not in {m.record_ref for m in plain}
-    res = blocked.query_one(unrelated, k=100, tokens=np.array([17], np.uint64))
-    assert refs[17] in {m.record_ref for m in res}
+    seen = {m.record_ref for m in plain}
+    target = next(r for r in range(n) if refs[r] not in seen)
+    res = blocked.query_one(unrelated, k=100, tokens=np.array([target], np.uint64))
+    assert refs[target] in {m.record_ref for m in res}
 
 
 def test_segments_merge_logarithmically() -> None:
@@ -234,3 +235,14 @@ def test_oversized_blocks_are_passed_over() -> None:
     subject = _filters(rng, 1)[0]
     assert len(small.query_one(subject, k=500, tokens=np.array([5], np.uint64))) == 300
     assert tiny.query_one(subject, k=500, tokens=np.array([5], np.uint64)) == []
+
+
+def test_record_index_takes_the_schema_tables() -> None:
+    from matcher.service.matching import RecordIndex
+
+    schema = default_schema()
+    with_schema = RecordIndex(schema.total_words, schema=schema)
+    assert with_schema._matches.lsh == LshConfig.for_schema(schema)
+    assert RecordIndex(schema.total_words)._matches.lsh == LshConfig.whole_filter(W)
+    # a schema of another width is not applied to the filters
+    assert RecordIndex(8, schema=schema)._matches.lsh == LshConfig.whole_filter(8)

@@ -12,13 +12,14 @@ from matcher.errors import InputError
 from matcher.lsh import (
     LshBand,
     LshConfig,
+    _positions,
     candidate_pairs,
     find_pairs,
     lsh_keys,
     pair_quality,
     record_keys,
 )
-from matcher.schema import default_schema
+from matcher.schema import FieldSpec, LinkageSchema, default_schema
 from matcher.similarity import dice_candidates
 
 
@@ -147,6 +148,51 @@ def test_auto_uses_the_exhaustive_kernel_for_small_inputs() -> None:
         np.testing.assert_array_equal(u, v)
 
 
+def test_multi_span_bands_sample_each_span() -> None:
+    band = LshBand(0, 2, tables=3, hashes=2, bin_size=8, also=((5, 6, 1), (9, 12, 2)))
+    cfg = LshConfig((band,))
+    assert band.hashes_per_table == 5
+    pos = _positions(cfg)
+    assert pos.shape == (3, 5, 8)
+    assert np.all((pos[:, :2] >= 0) & (pos[:, :2] < 128))
+    assert np.all((pos[:, 2] >= 320) & (pos[:, 2] < 384))
+    assert np.all((pos[:, 3:] >= 576) & (pos[:, 3:] < 768))
+    # a table's key depends on every span of the table and on nothing else
+    rng = np.random.default_rng(11)
+    x = _filters(rng, 1, 16, 0.3)
+    y = x.copy()
+    y[0, 2:5] ^= np.uint64(2**64 - 1)  # words outside every span
+    np.testing.assert_array_equal(lsh_keys(x, cfg), lsh_keys(y, cfg))
+    y[0, 9:12] = 0  # the last span empty, then full: its MinHashes differ
+    z = y.copy()
+    z[0, 9:12] = np.uint64(2**64 - 1)
+    assert np.all(lsh_keys(y, cfg) != lsh_keys(z, cfg))
+    with pytest.raises(InputError):
+        LshConfig((LshBand(0, 2, also=((15, 17, 1),)),)).validate(16)
+    with pytest.raises(InputError):
+        LshConfig((LshBand(0, 2, also=((3, 4, 0),)),)).validate(16)
+
+
+def test_for_schema_pairs_fields_and_falls_back() -> None:
+    schema = default_schema()
+    cfg = LshConfig.for_schema(schema)
+    seg = {s.name: (s.word_offset, s.word_offset + s.words) for s in schema.segments}
+    spans = {sp[:2] for b in cfg.bands for sp in b.spans}
+    assert spans == {seg[f] for f in ("forename", "surname", "address", "town")}
+    assert cfg.n_tables == 24
+    assert LshConfig.for_schema(schema, recall="high").n_tables > cfg.n_tables
+    cfg.validate(schema.total_words)
+    # a schema without those fields gets whole-filter tables
+    only_dates = LinkageSchema(
+        name="dates", fields=(FieldSpec("date_of_birth", "date", ("date_of_birth",), 128, 4),)
+    )
+    (band,) = LshConfig.for_schema(only_dates).bands
+    assert (band.word_start, band.word_stop, band.also) == (0, 2, ())
+    # recipes that need a missing field are left out
+    no_town = LinkageSchema(name="no-town", fields=schema.fields[:-1])
+    assert all(sp[1] <= 15 for b in LshConfig.for_schema(no_town).bands for sp in b.spans)
+
+
 def test_bad_input() -> None:
     x = np.zeros((3, 2), np.uint64)
     with pytest.raises(InputError):
@@ -173,7 +219,7 @@ def test_completeness_on_febrl() -> None:
     true = sorted((row[x], row[y]) for x, y in true_cross_force_pairs(df))
     ti = np.array([min(p) for p in true])
     tj = np.array([max(p) for p in true])
-    for recall, target in (("balanced", 0.99), ("high", 0.995)):
+    for recall, target, rr in (("balanced", 0.995, 0.99), ("high", 0.996, 0.985)):
         cand = candidate_pairs(
             batch.filters,
             batch.blocking_tokens,
@@ -184,4 +230,4 @@ def test_completeness_on_febrl() -> None:
         )
         q = pair_quality(cand, (ti, tj), len(df), len(df), self_join=True)
         assert q.pair_completeness >= target
-        assert q.reduction_ratio >= 0.9
+        assert q.reduction_ratio >= rr

@@ -108,7 +108,10 @@ class StoreReplayer:
         if version > self._store.version():
             raise AuditError(f"store_version: the store holds no version {version} yet")
         if self._index is None or version < self._applied:
-            self._index, self._applied = RecordIndex(words=self.schema.total_words), 0
+            self._index, self._applied = (
+                RecordIndex(words=self.schema.total_words, schema=self.schema),
+                0,
+            )
         index = self._index
         for ev in self._store.events(self._applied, version):
             if isinstance(ev, BatchEvent):

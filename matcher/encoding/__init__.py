@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jellyfish
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -46,12 +45,12 @@ from matcher.encoding._columns import (
     FieldIssue,
     NormalisedRecord,
     _Column,
-    _combine,
+    _combined,
     _field_column,
     _normalise_columns,
     normalise_frame,
 )
-from matcher.encoding._encoder import Encoder, _name_code, _root_code, _soundex_id, harden
+from matcher.encoding._encoder import Encoder, _name_code, _root_code, harden
 from matcher.errors import InputError
 from matcher.keys import LinkageSecret
 from matcher.schema import LinkageSchema
@@ -61,6 +60,7 @@ __all__ = [
     "Encoder",
     "FieldIssue",
     "NormalisedRecord",
+    "clear_caches",
     "encode_frame",
     "harden",
     "normalise_frame",
@@ -111,8 +111,14 @@ def _salted(
 def _value_ids(col: _Column | None, n: int) -> U64:
     if col is None:
         return np.zeros(n, dtype=np.uint64)
-    ids = np.append(fe.value_ids(col.values), np.uint64(0))
-    out: U64 = ids[col.codes]
+    if col.ids is None:
+        if col.ymd is not None:  # as fe.value_ids for dates
+            dates = col.ymd.astype(np.uint64) @ np.array([10_000, 100, 1], dtype=np.uint64)
+            vids = dates + np.uint64(1 << 40)
+        else:
+            vids = fe.value_ids(col.values)
+        col.ids = np.append(vids, np.uint64(0))
+    out: U64 = col.ids[col.codes]
     return out
 
 
@@ -120,12 +126,14 @@ def _per_value(col: _Column | None, n: int, fn: Callable[[Any], int]) -> U64:
     """A uint64 per row computed once per distinct value (0 where missing)."""
     if col is None:
         return np.zeros(n, dtype=np.uint64)
-    table = np.array([fn(v) for v in col.values] + [0], dtype=np.uint64)
+    table = np.array([*map(fn, col.values), 0], dtype=np.uint64)
     out: U64 = table[col.codes]
     return out
 
 
-def _blocking(enc: Encoder, cols: dict[str, _Column], n: int) -> list[U64]:
+def _blocking(
+    enc: Encoder, cols: dict[str, _Column], n: int, memo: dict[Any, Any] | None = None
+) -> list[U64]:
     """Keyed blocking tokens per record (see :func:`matcher._fastencode.block_token_kernel`).
 
     Tokens: soundex of forename, surname and forename root (and of each other name) with
@@ -134,19 +142,21 @@ def _blocking(enc: Encoder, cols: dict[str, _Column], n: int) -> list[U64]:
     those components.
     """
     dob = cols.get("date_of_birth")
-    ocodes, ovalues = _combine([cols[c] for c in OTHER_NAME_COLUMNS if c in cols], n)
+    ocodes, ovalues = _combined(cols, OTHER_NAME_COLUMNS, n, memo)
     off = np.zeros(len(ovalues) + 1, dtype=np.int64)
     off[1:] = np.cumsum([len(v) for v in ovalues])
     yob = np.zeros(n, dtype=np.uint64)
     dsk = np.zeros(n, dtype=np.uint64)
     if dob is not None and dob.values:
-        ymd = np.array(dob.values, dtype=np.uint64).reshape(-1, 3)
+        ymd = (
+            dob.ymd if dob.ymd is not None else np.array(dob.values, dtype=np.int64).reshape(-1, 3)
+        ).astype(np.uint64)
         lo, hi = np.minimum(ymd[:, 1], ymd[:, 2]), np.maximum(ymd[:, 1], ymd[:, 2])
         present = dob.codes >= 0
         yob[present] = ymd[dob.codes[present], 0]
         ds = ymd[:, 0] * np.uint64(10_000) + lo * np.uint64(100) + hi
         dsk[present] = ds[dob.codes[present]]
-    other = [_soundex_id(jellyfish.soundex(x.replace(" ", ""))) for v in ovalues for x in v]
+    other = [_name_code(x) for v in ovalues for x in v]  # a normalised name: one space
     parts: dict[str, NDArray[Any]] = {
         "yob": yob,
         "dsk": dsk,
@@ -171,43 +181,53 @@ def _encode_slice(
     enc = _encoder(schema, secret)
     hard = schema.hardening
     filters = np.zeros((n, schema.total_words), dtype=np.uint64)
+    memo: dict[Any, Any] = {}
     salt_row, salts = (
         _salt_codes(schema, cols, n) if hard.salt_field else (np.zeros(n, np.int64), [""])
     )
     for spec, seg in zip(schema.fields, schema.segments, strict=True):
-        codes, values = _field_column(spec, cols, n)
+        codes, values = _field_column(spec, cols, n, memo)
         if hard.salt_field and spec.domain == "name":
             codes, values, vsalts = _salted(codes, values, salt_row, salts)
         else:
             vsalts = [""] * len(values)
-        table = enc.field_table(spec, values, vsalts)
-        filters[:, seg.word_offset : seg.word_offset + seg.words] = table[codes]
+        col = cols.get(spec.columns[0])
+        ymd = col.ymd if spec.kind == "date" and col is not None else None
+        table = enc.field_table(spec, values, vsalts, ymd=ymd)
+        fe.fill_segment(filters, table, codes, seg.word_offset)
     if hard.mode != "none" and hard.flip_probability > 0.0:
         ids = np.stack([_value_ids(cols.get(c), n) for c in schema.input_columns], axis=1)
         filters = harden(
-            filters, fe.siphash_rows(enc.rr_key, ids), hard.mode, hard.flip_probability
+            filters, fe.siphash_rows(enc.rr_key, ids), hard.mode, hard.flip_probability, copy=False
         )
-    return filters, _blocking(enc, cols, n), issues
+    return filters, _blocking(enc, cols, n, memo), issues
 
 
 def _record_refs(n: int) -> list[str]:
     """``n`` opaque random references, 128 random bits each in hex (as ``new_record_refs``)."""
-    blob = os.urandom(16 * n).hex()
-    return [blob[i : i + 32] for i in range(0, 32 * n, 32)]
+    if n <= 0:
+        return []
+    return os.urandom(16 * n).hex(" ", 16).split(" ")  # a space after every 16 bytes
 
 
-def _ids(df: pd.DataFrame, id_column: str | None) -> list[str]:
+def _ids(df: pd.DataFrame, id_column: str | None) -> NDArray[np.object_]:
+    """The local ids as strings (an object array)."""
     if id_column is None:
-        return [str(i) for i in range(len(df))]
+        return np.array([str(i) for i in range(len(df))], dtype=object)
     if id_column not in df.columns:
         raise InputError(f"id column {id_column!r} is missing", field=id_column)
     ids = df[id_column]
-    if ids.isna().any():
-        raise InputError(f"id column {id_column!r} has empty values", field=id_column)
-    sids = ids.astype(str)
+    raw = ids.to_numpy()
+    if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=False) == "string":
+        sids = pd.Series(raw, copy=False)  # all strings: none missing, nothing to convert
+    else:
+        if ids.isna().any():
+            raise InputError(f"id column {id_column!r} has empty values", field=id_column)
+        sids = ids.astype(str)
     if sids.duplicated().any():
         raise InputError(f"id column {id_column!r} has duplicate values", field=id_column)
-    return list(sids)
+    out: NDArray[np.object_] = np.array(sids.to_numpy(), dtype=object)  # not the input's
+    return out
 
 
 def encode_frame(
@@ -237,17 +257,17 @@ def encode_frame(
             f"required column(s) missing: {', '.join(missing)}", field=",".join(missing)
         )
     cols = [c for c in schema.input_columns if c in df.columns]
-    frame = df[cols]
-    n_workers = _workers(len(frame), workers)
+    n_workers = _workers(len(df), workers)
+    # one process reads the columns in place; workers are sent only the columns they need
+    frame = df if n_workers <= 1 else df[cols]
     bar = _progress_bar(len(frame), "encoding", enabled=progress)
     parts: list[tuple[U64, list[U64], list[FieldIssue]]] = []
     starts = range(0, len(frame), _SLICE)
     try:
         if n_workers <= 1:
             for start in starts:
-                parts.append(
-                    _encode_slice(frame.iloc[start : start + _SLICE], schema, secret, start)
-                )
+                part = frame if len(frame) <= _SLICE else frame.iloc[start : start + _SLICE]
+                parts.append(_encode_slice(part, schema, secret, start))
                 if bar:
                     bar.update(len(parts[-1][1]))
         else:
@@ -269,9 +289,12 @@ def encode_frame(
     finally:
         if bar:
             bar.close()
-    filters = np.concatenate([p[0] for p in parts])
-    tokens = [t for p in parts for t in p[1]]
-    issues = [i for p in parts for i in p[2]]
+    if len(parts) == 1:
+        filters, tokens, issues = parts[0]
+    else:
+        filters = np.concatenate([p[0] for p in parts])
+        tokens = [t for p in parts for t in p[1]]
+        issues = [i for p in parts for i in p[2]]
     refs = _record_refs(len(tokens))
     batch = EncodedBatch(
         force=force,
@@ -282,7 +305,10 @@ def encode_frame(
         filters=filters,
         blocking_tokens=tokens,
     )
-    return EncodeResult(batch, pd.DataFrame({"record_ref": refs, "id": ids}), issues)
+    ref_arr = np.empty(len(refs), dtype=object)
+    ref_arr[:] = refs
+    frame_refs = pd.DataFrame({"record_ref": ref_arr, "id": ids}, copy=False)
+    return EncodeResult(batch, frame_refs, issues)
 
 
 # Slices bound memory and drive the progress bar; distinct values are found per slice.
@@ -309,6 +335,26 @@ def _encoder(schema: LinkageSchema, secret: LinkageSecret) -> Encoder:
         _ENCODERS.clear()
         enc = _ENCODERS[key] = Encoder(schema, secret)
     return enc
+
+
+def clear_caches() -> None:
+    """Forget every cached normalised value and token position in this process.
+
+    The caches speed up a long-running encoder that sees the same names, towns and address
+    words batch after batch (they are bounded, but can reach a few hundred MB); call this
+    to release them, or to measure a first encoding honestly.
+    """
+    from matcher import normalise as nz
+    from matcher.encoding import _columns, _encoder
+
+    _ENCODERS.clear()
+    _columns._NORMED.clear()
+    _columns._ADDR_TOKENS.clear()
+    for module in (nz, _columns, _encoder):
+        for name in dir(module):
+            fn = getattr(module, name)
+            if callable(fn) and hasattr(fn, "cache_clear"):
+                fn.cache_clear()
 
 
 class _Bar:

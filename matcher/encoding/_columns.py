@@ -13,6 +13,7 @@ them, by row and column, never with the value.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from matcher import _fastencode as fe
 from matcher import normalise as nz
 from matcher.errors import InputError
 from matcher.schema import FieldSpec, LinkageSchema
 
 I64 = NDArray[np.int64]
+# pandas' table of strings (what pd.factorize uses for text, after checking every value)
+_StringHashTable: Any = importlib.import_module("pandas._libs.hashtable").StringHashTable
 _CACHE_LIMIT = 1_000_000
 OTHER_NAME_COLUMNS = ("middle_names", "aliases")
 
@@ -68,6 +72,21 @@ class _Column:
     values: list[Any]
     bad_rows: I64
     bad_reasons: list[str]
+    ymd: I64 | None = None  # dates: the values as a (len(values), 3) array
+    ids: NDArray[np.uint64] | None = None  # cached value ids (see encoding._value_ids)
+
+
+def _factorize(series: pd.Series) -> tuple[I64, Any]:
+    """``pd.factorize(series)`` (-1 for missing values), faster for a column of text."""
+    values = series.to_numpy()
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        try:  # text and missing values only: pandas' string table, without its own check
+            uniq, codes = _StringHashTable(len(values)).factorize(values, na_sentinel=-1)
+            return np.asarray(codes, dtype=np.int64), uniq
+        except (TypeError, ValueError):  # pragma: no cover - a pandas without it
+            pass
+    codes, uniq = pd.factorize(series, use_na_sentinel=True)  # as pandas reads other types
+    return np.asarray(codes, dtype=np.int64), uniq
 
 
 def _names(raw: Any) -> tuple[str, ...]:
@@ -88,6 +107,7 @@ def _normaliser(kind: str) -> Callable[[Any], Any]:
     return table.get(kind, _fast_address)
 
 
+_NORMED: dict[str, dict[str, Any]] = {}  # kind -> text -> its normalised value (not None)
 _ADDR_WORDS = re.compile(r"[^a-z0-9]+")
 _ADDR_TOKENS: dict[str, str] = {}
 _CONTEXT = "\x00"  # a piece whose words depend on its neighbours
@@ -159,11 +179,198 @@ def _fast_addresses(uniques: list[Any], out: list[Any]) -> None:
             out[i] = text
 
 
+def _address_column(series: pd.Series) -> _Column | None:
+    """:func:`_normalise_column` for addresses, in Arrow (None: not all strings).
+
+    As :func:`_fast_addresses`, and the distinct normalised addresses are found in Arrow
+    too: only the addresses that need the normaliser become Python strings on the way.
+    """
+    raw_values = series.to_numpy()
+    if pd.api.types.infer_dtype(raw_values, skipna=True) != "string":
+        return None  # not all text (or no text): the generic path
+    try:
+        column = pa.array(raw_values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    dictionary = pc.dictionary_encode(column)
+    raw_codes = pc.fill_null(dictionary.indices, -1).to_numpy().astype(np.int64)
+    arr = dictionary.dictionary
+    n_u = len(arr)
+    if n_u == 0:
+        return None
+    # ASCII whitespace: a piece holding other whitespace is not ASCII, so its address
+    # takes the normaliser, as one split on any whitespace would. Pieces are looked up in
+    # lower case (a piece's words do not depend on its case; non-ASCII ones are kept).
+    lists = pc.ascii_split_whitespace(pc.ascii_lower(arr))
+    pieces = pc.dictionary_encode(pc.list_flatten(lists))
+    get = _ADDR_TOKENS.get
+    words_py = list(map(get, pieces.dictionary.to_pylist()))
+    if None in words_py:
+        words_py = [
+            w if w is not None else _address_token(t)
+            for w, t in zip(words_py, pieces.dictionary.to_pylist(), strict=True)
+        ]
+    words = pa.array(words_py, pa.string())
+    rebuilt = pa.ListArray.from_arrays(lists.offsets, words.take(pieces.indices))
+    joined = pc.binary_join(rebuilt, " ")
+    # odd: the address needs the normaliser (a context-dependent piece), may be a
+    # placeholder (short), or has a piece without words or no pieces (spaces to tidy)
+    flag = pc.or_(pc.equal(words, _CONTEXT), pc.equal(pc.binary_length(words), 0))
+    piece_flag = flag.to_numpy(zero_copy_only=False)[pieces.indices.to_numpy()]
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    # per address, any flagged piece (an address without pieces is odd anyway)
+    first = np.minimum(offsets[:-1], len(piece_flag))
+    any_flag = np.logical_or.reduceat(np.append(piece_flag, False), first)
+    odd_np = any_flag | (offsets[1:] == offsets[:-1])
+    odd_np |= pc.less_equal(pc.binary_length(arr), 16).to_numpy(zero_copy_only=False)
+    odd = pa.array(odd_np, type=pa.bool_())
+    todo = np.flatnonzero(odd_np).tolist()
+    reasons: list[str] = [""] * (n_u + 1)
+    slow: list[Any] = [...] * n_u
+    uniq: list[Any] = [...] * n_u
+    cache = _NORMED.setdefault("address", {})
+    left = []
+    for i, text in zip(todo, arr.take(pa.array(todo, type=pa.int64())).to_pylist(), strict=True):
+        uniq[i] = text
+        got = cache.get(text)
+        if got is None:
+            left.append(i)
+        else:
+            slow[i] = got or None  # "": a missing address (a placeholder)
+    bad_any = _fill(_fast_address, uniq, slow, left, reasons)
+    if len(cache) < _CACHE_LIMIT:
+        for i in left:
+            if not reasons[i]:  # unusable values are not remembered: they are reported
+                cache[uniq[i]] = slow[i] or ""
+    full = np.full(n_u, None, dtype=object)
+    for i in todo:
+        full[i] = slow[i] or None
+    final = pc.if_else(odd, pa.array(full, type=pa.string()), joined)
+    enc = pc.dictionary_encode(final)
+    values = enc.dictionary.to_pylist()
+    if not all(values):
+        return None
+    ids = np.append(pc.fill_null(enc.indices, -1).to_numpy(), -1).astype(np.int64)
+    codes = ids[raw_codes]
+    if not bad_any:
+        return _Column(codes, values, np.zeros(0, dtype=np.int64), [])
+    bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
+    bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
+    return _Column(codes, values, bad_rows, [reasons[c] for c in raw_codes[bad_rows]])
+
+
 def _num(c: NDArray[np.int64], lo: int, hi: int) -> NDArray[np.int64]:
     out = np.zeros(len(c), dtype=np.int64)
     for j in range(lo, hi):
         out = out * 10 + c[:, j] - 48
     return out
+
+
+def _date_parts(
+    c: NDArray[np.int64],
+) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """``ok, y, m, d`` of code points ``c`` (n, 10 or more; 0 past the end)."""
+    if c.shape[1] > 10:
+        short = c[:, 10] == 0
+        c = c[:, :10]
+    else:
+        short = np.ones(len(c), dtype=np.bool_)
+    digit = (c >= 48) & (c <= 57)
+    sep = (c == ord("-")) | (c == ord("/")) | (c == ord("."))
+    n8 = digit[:, :8].all(1) & (c[:, 8] == 0)
+    ymd = digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(1) & sep[:, 4] & (c[:, 4] == c[:, 7])
+    dmy = digit[:, [0, 1, 3, 4, 6, 7, 8, 9]].all(1) & sep[:, 2] & (c[:, 2] == c[:, 5])
+    y = np.select([n8, ymd, dmy], [_num(c, 0, 4), _num(c, 0, 4), _num(c, 6, 10)], 0)
+    m = np.select([n8, ymd, dmy], [_num(c, 4, 6), _num(c, 5, 7), _num(c, 3, 5)], 0)
+    d = np.select([n8, ymd, dmy], [_num(c, 6, 8), _num(c, 8, 10), _num(c, 0, 2)], 0)
+    swap = (ymd | dmy) & (m > 12) & (d <= 12)
+    m, d = np.where(swap, d, m), np.where(swap, m, d)
+    ok = short & (n8 | ymd | dmy) & (y >= 1850) & (y <= 2100) & (m >= 1) & (m <= 12)
+    ok &= (d >= 1) & (d <= 31)
+    return ok, y, m, d
+
+
+def _date_column(series: pd.Series) -> _Column:
+    """:func:`_normalise_column` for dates: the common layouts parsed in numpy, the rest
+    by :func:`matcher.normalise.parse_date`; distinct dates found on ``yyyymmdd`` keys."""
+    raw = series.to_numpy()
+    if raw.dtype == object and len(raw) and pd.api.types.infer_dtype(raw, skipna=True) == "string":
+        return _text_date_column(raw)
+    raw_codes, uniq = _factorize(series)
+    n_u = len(uniq)
+    if pd.api.types.infer_dtype(uniq, skipna=False) == "string":
+        text = np.asarray(uniq).astype("U12")
+    else:
+        text = np.array([v if type(v) is str else "" for v in uniq], dtype="U12")
+    if n_u:
+        ok, parts = fe.parse_dates(text.view(np.uint32).reshape(n_u, 12), nz._MONTHS)
+        y, m, d = parts[:, 0], parts[:, 1], parts[:, 2]
+    else:
+        ok = np.zeros(0, dtype=np.bool_)
+        y = m = d = np.zeros(0, dtype=np.int64)
+    key = np.where(ok, y * 10_000 + m * 100 + d, 0)
+    reasons: list[str] = [""] * (n_u + 1)
+    slow = np.flatnonzero(~ok).tolist()
+    for i in slow:
+        try:
+            got = nz.parse_date(uniq[i])
+        except nz.UnparseableValue as exc:
+            got = None
+            reasons[i] = str(exc) or "unparseable value"
+        if got:
+            key[i] = got[0] * 10_000 + got[1] * 100 + got[2]
+    uk, inv = np.unique(np.append(key, 0), return_inverse=True)
+    # uk[0] == 0 (missing) since a 0 was appended: distinct dates are uk[1:]
+    ids = inv.reshape(-1).astype(np.int64) - 1
+    codes = ids[raw_codes]
+    dates = uk[1:]
+    ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1)
+    values = list(zip(*(ymd[:, j].tolist() for j in range(3)), strict=True)) if len(dates) else []
+    if slow and any(reasons):
+        bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
+        bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
+        why = [reasons[c] for c in raw_codes[bad_rows]]
+    else:
+        bad_rows, why = np.zeros(0, dtype=np.int64), []
+    return _Column(codes, values, bad_rows, why, ymd=ymd.astype(np.int64))
+
+
+def _text_date_column(raw: NDArray[Any]) -> _Column:
+    """:func:`_date_column` of text (and missing values): every row read by the kernel,
+    only the rows it cannot read factorised and given to the parser."""
+    n = len(raw)
+    text = raw.astype("U12")  # longer values are cut, and then not read (12 characters)
+    ok, parts = fe.parse_dates(text.view(np.uint32).reshape(n, 12), nz._MONTHS)
+    key = parts @ np.array([10_000, 100, 1], dtype=np.int64)
+    key[~ok] = 0
+    slow_rows = np.flatnonzero(~ok)
+    bad_rows, why = np.zeros(0, dtype=np.int64), []
+    if len(slow_rows):
+        s_codes, s_uniq = pd.factorize(raw[slow_rows], use_na_sentinel=True)
+        s_key = np.zeros(len(s_uniq) + 1, dtype=np.int64)  # the last one: NA
+        reasons: list[str] = [""] * (len(s_uniq) + 1)
+        for i, value in enumerate(s_uniq.tolist()):
+            try:
+                got = nz.parse_date(value)
+            except nz.UnparseableValue as exc:
+                got = None
+                reasons[i] = str(exc) or "unparseable value"
+            if got:
+                s_key[i] = got[0] * 10_000 + got[1] * 100 + got[2]
+        key[slow_rows] = s_key[s_codes]
+        if any(reasons):
+            bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
+            hit = np.flatnonzero(bad[s_codes])
+            bad_rows = slow_rows[hit].astype(np.int64)
+            why = [reasons[c] for c in s_codes[hit].tolist()]
+    present = np.flatnonzero(key)
+    codes = np.full(n, -1, dtype=np.int64)
+    inv, dates = pd.factorize(key[present])
+    codes[present] = inv
+    ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1).astype(np.int64)
+    values = list(zip(*(ymd[:, j].tolist() for j in range(3)), strict=True)) if len(dates) else []
+    return _Column(codes, values, bad_rows, why, ymd=ymd.reshape(-1, 3))
 
 
 def _fast_dates(uniques: list[Any], out: list[Any]) -> None:
@@ -180,20 +387,8 @@ def _fast_dates(uniques: list[Any], out: list[Any]) -> None:
     ]
     if not idx:
         return
-    codes = np.array([uniques[i] for i in idx], dtype="U10").view(np.uint32).reshape(-1, 10)
-    c: NDArray[np.int64] = codes.astype(np.int64)
-    digit = (c >= 48) & (c <= 57)
-    sep = (c == ord("-")) | (c == ord("/")) | (c == ord("."))
-    n8 = digit[:, :8].all(1) & (c[:, 8] == 0)
-    ymd = digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(1) & sep[:, 4] & (c[:, 4] == c[:, 7])
-    dmy = digit[:, [0, 1, 3, 4, 6, 7, 8, 9]].all(1) & sep[:, 2] & (c[:, 2] == c[:, 5])
-    y = np.select([n8, ymd, dmy], [_num(c, 0, 4), _num(c, 0, 4), _num(c, 6, 10)], 0)
-    m = np.select([n8, ymd, dmy], [_num(c, 4, 6), _num(c, 5, 7), _num(c, 3, 5)], 0)
-    d = np.select([n8, ymd, dmy], [_num(c, 6, 8), _num(c, 8, 10), _num(c, 0, 2)], 0)
-    swap = (ymd | dmy) & (m > 12) & (d <= 12)
-    m, d = np.where(swap, d, m), np.where(swap, m, d)
-    ok = (n8 | ymd | dmy) & (y >= 1850) & (y <= 2100) & (m >= 1) & (m <= 12)
-    ok &= (d >= 1) & (d <= 31)
+    codes = np.array([uniques[i] for i in idx], dtype="U10")
+    ok, y, m, d = _date_parts(codes.view(np.uint32).reshape(-1, 10).astype(np.int64))
     for i, good, yy, mm, dd in zip(
         idx, ok.tolist(), y.tolist(), m.tolist(), d.tolist(), strict=True
     ):
@@ -202,19 +397,63 @@ def _fast_dates(uniques: list[Any], out: list[Any]) -> None:
 
 
 def _normalise_column(kind: str, series: pd.Series) -> _Column:
-    raw_codes, uniq = pd.factorize(series, use_na_sentinel=True)
+    if kind == "date":
+        return _date_column(series)
+    if kind == "address":
+        col = _address_column(series)
+        if col is not None:
+            return col
+    raw_codes, uniq = _factorize(series)
     uniques = list(uniq)
     norm = _normaliser(kind)
     reasons: list[str] = [""] * (len(uniques) + 1)  # the last one: NA (code -1)
-    normed: list[Any] = [...] * len(uniques)
-    if kind in ("date", "address"):
-        (_fast_dates if kind == "date" else _fast_addresses)(uniques, normed)
+    if kind == "address":
+        normed: list[Any] = [...] * len(uniques)
+        _fast_addresses(uniques, normed)
         todo = [i for i, v in enumerate(normed) if v is ...]
+        bad_any = _fill(norm, uniques, normed, todo, reasons)
+    elif pd.api.types.infer_dtype(uniq, skipna=False) == "string":
+        # all text: results are remembered per kind (as the normalisers' own caches do)
+        cache = _NORMED.setdefault(kind, {})
+        normed = list(map(cache.get, uniques))
+        todo = [i for i, v in enumerate(normed) if v is None]
+        bad_any = _fill(norm, uniques, normed, todo, reasons)
+        if len(cache) < _CACHE_LIMIT:
+            for i in todo:
+                if normed[i] is not None:
+                    cache[uniques[i]] = normed[i]
     else:
-        todo = list(range(len(uniques)))
+        try:  # the common case, no unusable value: one pass
+            normed = list(map(norm, uniques))
+            bad_any = False
+        except nz.UnparseableValue:
+            normed = [...] * len(uniques)
+            bad_any = _fill(norm, uniques, normed, range(len(uniques)), reasons)
+    if kind == "postcode":  # a postcode is its text (and UK or not): find those
+        ids, values = _distinct_by(normed, [(p.full, p.uk) if p else None for p in normed])
+    else:
+        ids, values = _distinct(normed, by_hash=kind != "names")
+    codes = ids[raw_codes]
+    if not bad_any:
+        return _Column(codes, values, np.zeros(0, dtype=np.int64), [])
+    bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
+    bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
+    return _Column(codes, values, bad_rows, [reasons[c] for c in raw_codes[bad_rows]])
+
+
+def _fill(
+    norm: Callable[[Any], Any],
+    uniques: list[Any],
+    normed: list[Any],
+    todo: Any,
+    reasons: list[str],
+) -> bool:
+    """Normalise ``uniques[i]`` into ``normed[i]`` for ``i`` in ``todo``; note the
+    reasons of unusable values (as None). True if there was one."""
     try:  # the common case, no unusable value: one comprehension
         for i, v in zip(todo, [norm(uniques[i]) for i in todo], strict=True):
             normed[i] = v
+        return False
     except nz.UnparseableValue:
         for i in todo:
             try:
@@ -222,12 +461,39 @@ def _normalise_column(kind: str, series: pd.Series) -> _Column:
             except nz.UnparseableValue as exc:
                 normed[i] = None
                 reasons[i] = str(exc) or "unparseable value"
+        return True
+
+
+def _distinct_by(normed: list[Any], keys: list[Any]) -> tuple[I64, list[Any]]:
+    """:func:`_distinct` of values equal exactly when their ``keys`` are equal."""
+    seen: dict[Any, int] = {}
+    first: list[Any] = []
+    ids = []
+    for v, k in zip(normed, keys, strict=True):
+        if not v:
+            ids.append(-1)
+            continue
+        i = seen.setdefault(k, len(seen))
+        if i == len(first):
+            first.append(v)
+        ids.append(i)
+    return np.array([*ids, -1], dtype=np.int64), first
+
+
+def _distinct(normed: list[Any], *, by_hash: bool) -> tuple[I64, list[Any]]:
+    """Ids (-1: missing or empty; one more -1 at the end, for NA) and the distinct values,
+    in order of first appearance. ``by_hash``: the values are not sequences (strings,
+    postcodes, None), so pandas can find them."""
+    if by_hash and normed:
+        arr = np.empty(len(normed), dtype=object)
+        arr[:] = normed
+        got, uniq = pd.factorize(arr, use_na_sentinel=True)
+        values = list(uniq)
+        if all(values):
+            return np.append(got, -1).astype(np.int64), values
     seen: dict[Any, int] = {}
     ids = np.array([seen.setdefault(v, len(seen)) if v else -1 for v in normed] + [-1])
-    codes = ids.astype(np.int64)[raw_codes]
-    bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
-    bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
-    return _Column(codes, list(seen), bad_rows, [reasons[c] for c in raw_codes[bad_rows]])
+    return ids.astype(np.int64), list(seen)
 
 
 def _normalise_columns(
@@ -258,7 +524,7 @@ def _combine(parts: list[_Column], n: int) -> tuple[I64, list[tuple[str, ...]]]:
     key = np.zeros(n, dtype=np.int64)
     for p in parts:
         key = key * (len(p.values) + 1) + (p.codes + 1)
-    uniq, inv = np.unique(key, return_inverse=True)
+    inv, uniq = pd.factorize(key)
     values: list[tuple[str, ...]] = []
     for k in uniq.tolist():
         got: tuple[str, ...] = ()
@@ -267,12 +533,28 @@ def _combine(parts: list[_Column], n: int) -> tuple[I64, list[tuple[str, ...]]]:
             got = (p.values[c - 1] if c else ()) + got
         values.append(got)
     ids = np.array([i if v else -1 for i, v in enumerate(values)] + [-1], dtype=np.int64)
-    return ids[inv.reshape(-1)], values
+    return ids[inv], values
 
 
-def _field_column(spec: FieldSpec, cols: dict[str, _Column], n: int) -> tuple[I64, list[Any]]:
+def _combined(
+    cols: dict[str, _Column], names: tuple[str, ...], n: int, memo: dict[Any, Any] | None
+) -> tuple[I64, list[tuple[str, ...]]]:
+    """:func:`_combine` of the columns ``names`` present, remembered in ``memo``."""
+    key = ("\x00combine", names)
+    if memo is not None and key in memo:
+        got: tuple[I64, list[tuple[str, ...]]] = memo[key]
+        return got
+    got = _combine([cols[c] for c in names if c in cols], n)
+    if memo is not None:
+        memo[key] = got
+    return got
+
+
+def _field_column(
+    spec: FieldSpec, cols: dict[str, _Column], n: int, memo: dict[Any, Any] | None = None
+) -> tuple[I64, list[Any]]:
     if spec.kind == "names":
-        return _combine([cols[c] for c in spec.columns if c in cols], n)
+        return _combined(cols, tuple(spec.columns), n, memo)
     col = cols.get(spec.columns[0])
     return (col.codes, col.values) if col else (np.full(n, -1, dtype=np.int64), [])
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import jellyfish
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
@@ -31,6 +32,7 @@ from matcher.schema import FieldSpec, LinkageSchema
 
 Token = fe.Token
 U64 = NDArray[np.uint64]
+I64 = NDArray[np.int64]
 _CACHE_LIMIT = 1_000_000
 
 
@@ -74,13 +76,19 @@ def _soundex_id(code: str) -> int:
 
 
 @functools.lru_cache(maxsize=1 << 18)
+def _forename_root(name: str) -> str:
+    """The canonical root of a normalised forename's first part."""
+    return nz.canonical_forename(nz.name_parts(name)[0])
+
+
+@functools.lru_cache(maxsize=1 << 18)
 def _name_code(name: str) -> int:
     return _soundex_id(jellyfish.soundex("".join(nz.name_parts(name))))
 
 
 @functools.lru_cache(maxsize=1 << 18)
 def _root_code(name: str) -> int:
-    return _soundex_id(jellyfish.soundex(nz.canonical_forename(nz.name_parts(name)[0])))
+    return _soundex_id(jellyfish.soundex(_forename_root(name)))
 
 
 # --------------------------------------------------------------------------- encoder
@@ -111,6 +119,7 @@ class Encoder:
         self._tok: dict[tuple[str, int, str, str, int], int] = {}
         self._word: dict[tuple[str, str, str], int] = {}
         self._bigrams: dict[tuple[str, int, int, bool], U64] = {}
+        self._states: dict[str, U64] = {}
 
     def token_offsets(self, spec: FieldSpec, salt: str, token: str, weight: int) -> list[int]:
         """Positions of one token inside its field's segment."""
@@ -164,13 +173,29 @@ class Encoder:
         count = spec.k * weight
         if count > 16:  # more than one 64-byte digest per token: the general path
             return _rows([self.token_mask(spec, salt, t, weight) for t in tokens], spec.bits)
-        key = self._keys[spec.domain]
         pre = (salt + "\x1f").encode()
-        blob = b"".join(
-            hashlib.blake2b(pre + t.encode() + b"\0\0", key=key, digest_size=64).digest()
-            for t in tokens
-        )
-        return fe.positions_table(blob, len(tokens), count, spec.bits)
+        blob, starts = fe.utf8_blob(tokens)
+        if len(tokens) and len(pre) + int(np.max(np.diff(starts))) + 2 > fe.B2_MAX_MESSAGE:
+            return _rows([self.token_mask(spec, salt, t, weight) for t in tokens], spec.bits)
+        return self.hash_messages(spec, blob, starts, count, prefix=pre, tail=2)
+
+    def hash_messages(
+        self,
+        spec: FieldSpec,
+        blob: NDArray[np.uint8],
+        starts: NDArray[np.int64],
+        count: int,
+        *,
+        prefix: bytes = b"",
+        tail: int = 0,
+    ) -> U64:
+        """Masks of messages ``prefix + blob[starts[i] : starts[i + 1]] + tail zero bytes``
+        (``salt + "\\x1f" + token + "\\0\\0"``, at most one BLAKE2b block each), setting
+        ``count`` positions each."""
+        state = self._states.get(spec.domain)
+        if state is None:
+            state = self._states[spec.domain] = fe.blake2b_keyed_state(self._keys[spec.domain])
+        return fe.b2_digests_masks(state, blob, starts, count, spec.bits, prefix=prefix, tail=tail)
 
     def _bigram_table(self, spec: FieldSpec, upper: bool) -> U64:
         ck = (spec.domain, spec.bits, spec.k, upper)
@@ -195,56 +220,91 @@ class Encoder:
             for j in range(nums.shape[1]):
                 sel = nums[:, j] >= 0
                 masks[sel] |= ntab[np.searchsorted(uniq, nums[sel, j])]
-        for i in np.flatnonzero(slow).tolist():
-            mask = 0
-            for g in fe.qgrams(texts[i].upper() if upper else texts[i], 2):
-                mask |= self.token_mask(spec, "", g, 1)
-            if address:
-                mask |= self.value_mask(spec, "", texts[i])
-            masks[i] = _rows([mask], spec.bits)[0]
+        rows = np.flatnonzero(slow).tolist()
+        if rows:  # the texts' tokens, each distinct token hashed once
+            toks = [
+                fe.value_tokens("address", 2, texts[i])
+                if address
+                else [(g, 1) for g in fe.qgrams(texts[i].upper() if upper else texts[i], 2)]
+                for i in rows
+            ]
+            found: dict[tuple[str, int], int] = {}
+            for tt in toks:
+                for t in tt:
+                    found.setdefault(t, len(found))
+            tab = np.zeros((len(found), spec.bits // 64), dtype=np.uint64)
+            for w in {w for _, w in found}:
+                got = [(j, t) for (t, tw), j in found.items() if tw == w]
+                tab[[j for j, _ in got]] = self.hash_tokens(spec, "", [t for _, t in got], w)
+            for i, tt in zip(rows, toks, strict=True):
+                masks[i] = np.bitwise_or.reduce(tab[[found[t] for t in tt]], axis=0)
         return masks
 
     def _postcode_masks(self, spec: FieldSpec, values: list[nz.Postcode]) -> U64:
-        masks = self._text_masks(spec, [v.full.lower() for v in values], upper=True)
-        masks |= self.hash_tokens(spec, "", ["F:" + v.full for v in values], 2)
+        fulls = [v.full for v in values]
+        masks = self._text_masks(spec, [f.lower() for f in fulls], upper=True)
+        masks |= self.hash_tokens(spec, "", ["F:" + f for f in fulls], 2)
         for attr, prefix, weight in (("outward", "O:", 2), ("sector", "S:", 1)):
-            got = [(i, getattr(v, attr)) for i, v in enumerate(values) if getattr(v, attr)]
-            if got:
-                rows = np.array([i for i, _ in got], dtype=np.int64)
-                uniq, inv = np.unique(
-                    np.array([t for _, t in got], dtype=object), return_inverse=True
-                )
+            parts = np.empty(len(values), dtype=object)
+            parts[:] = [getattr(v, attr) or None for v in values]
+            inv, uniq = pd.factorize(parts, use_na_sentinel=True)  # None: no such part
+            if len(uniq):
                 sub = self.hash_tokens(spec, "", [prefix + t for t in uniq.tolist()], weight)
-                masks[rows] |= sub[inv.reshape(-1)]
+                rows = np.flatnonzero(inv >= 0)
+                masks[rows] |= sub[inv[rows]]
         return masks
 
-    def _date_masks(self, spec: FieldSpec, values: list[tuple[int, int, int]]) -> U64:
-        arr = np.array(values, dtype=np.int64).reshape(-1, 3)
+    def _date_masks(
+        self, spec: FieldSpec, values: list[tuple[int, int, int]], ymd: I64 | None = None
+    ) -> U64:
+        arr = ymd if ymd is not None else np.array(values, dtype=np.int64).reshape(-1, 3)
         y, m, d = arr[:, 0], arr[:, 1], arr[:, 2]
         lo, hi = np.minimum(m, d), np.maximum(m, d)
-        masks = self.hash_tokens(spec, "", [f"F:{a:04d}{b:02d}{c:02d}" for a, b, c in values], 2)
         parts = (
-            (y, "Y:{:04d}", 2),
-            (m, "M:{:02d}", 1),
-            (d, "D:{:02d}", 1),
-            (lo * 100 + hi, "S:{:04d}", 2),
-            (m * 100 + d, "MD:{:04d}", 2),
+            (y, "Y:", 4, 2),
+            (m, "M:", 2, 1),
+            (d, "D:", 2, 1),
+            (lo * 100 + hi, "S:", 4, 2),
+            (m * 100 + d, "MD:", 4, 2),
         )
-        for key, fmt, weight in parts:
-            uniq, inv = np.unique(key, return_inverse=True)
-            sub = self.hash_tokens(spec, "", [fmt.format(u) for u in uniq.tolist()], weight)
-            masks |= sub[inv.reshape(-1)]
+        fits = ((y >= 0) & (y <= 9999) & (m >= 0) & (m <= 99) & (d >= 0) & (d <= 99)).all()
+        if 2 * spec.k > 16 or not fits:  # the general path
+            masks = self.hash_tokens(
+                spec, "", [f"F:{a:04d}{b:02d}{c:02d}" for a, b, c in arr.tolist()], 2
+            )
+            for key, prefix, width, weight in parts:
+                uniq, inv = np.unique(key, return_inverse=True)
+                fmt = prefix + "{:0" + str(width) + "d}"
+                sub = self.hash_tokens(spec, "", [fmt.format(u) for u in uniq.tolist()], weight)
+                masks |= sub[inv.reshape(-1)]
+            return masks
+        # messages "\x1f" + token + "\0\0" written in numpy (no salt: see field_table)
+        blob, starts = fe.digit_messages(b"\x1fF:", [(y, 4), (m, 2), (d, 2)], b"\0\0")
+        masks = self.hash_messages(spec, blob, starts, 2 * spec.k)
+        for key, prefix, width, weight in parts:
+            # small keys (at most 4 digits): their distinct values by a lookup table
+            seen = np.zeros(10**width, dtype=np.int64)
+            seen[key] = 1
+            uniq = np.flatnonzero(seen)
+            seen[uniq] = np.arange(len(uniq))
+            blob, starts = fe.digit_messages(b"\x1f" + prefix.encode(), [(uniq, width)], b"\0\0")
+            masks |= self.hash_messages(spec, blob, starts, weight * spec.k)[seen[key]]
         return masks
 
     def _nickname_masks(self, spec: FieldSpec, values: list[str]) -> U64:
-        roots = [nz.canonical_forename(nz.name_parts(v)[0]) for v in values]
+        roots = list(map(_forename_root, values))
         masks = self._text_masks(spec, roots)
-        uniq, inv = np.unique(np.array(roots, dtype=object), return_inverse=True)
-        masks |= self.hash_tokens(spec, "", ["R:" + r for r in uniq.tolist()], 2)[inv.reshape(-1)]
+        inv, uniq = pd.factorize(np.array(roots, dtype=object))
+        masks |= self.hash_tokens(spec, "", ["R:" + r for r in uniq.tolist()], 2)[inv]
         return masks
 
-    def field_table(self, spec: FieldSpec, values: list[Any], salts: list[str]) -> U64:
-        """``(len(values) + 1, words)``: one row per value, then a zero row for "missing"."""
+    def field_table(
+        self, spec: FieldSpec, values: list[Any], salts: list[str], *, ymd: I64 | None = None
+    ) -> U64:
+        """``(len(values) + 1, words)``: one row per value, then a zero row for "missing".
+
+        ``ymd``: dates, the values as a ``(len(values), 3)`` array (saves converting them).
+        """
         table = np.zeros((len(values) + 1, spec.bits // 64), dtype=np.uint64)
         if not values:
             return table
@@ -256,7 +316,7 @@ class Encoder:
             texts = [" ".join(v) for v in values] if kind == "names" else values
             table[:-1] = self._text_masks(spec, texts)
         elif kind == "date":
-            table[:-1] = self._date_masks(spec, values)
+            table[:-1] = self._date_masks(spec, values, ymd)
         elif kind == "postcode":
             table[:-1] = self._postcode_masks(spec, values)
         else:
@@ -278,7 +338,9 @@ class Encoder:
         return out
 
 
-def harden(filters: U64, seeds: U64, mode: str, flip_probability: float) -> U64:
+def harden(
+    filters: U64, seeds: U64, mode: str, flip_probability: float, *, copy: bool = True
+) -> U64:
     """Apply the hardening stage to packed filters; ``seeds`` are the rows' keyed seeds.
 
     ``rr``: keyed randomized response. Each bit flips independently with probability
@@ -286,6 +348,7 @@ def harden(filters: U64, seeds: U64, mode: str, flip_probability: float) -> U64:
     seed (a keyed PRF of the record's content): the same record always gives the same
     encoding, equal field values in different records no longer give equal segments, and
     without the key the noise cannot be predicted. ``none`` returns ``filters`` unchanged.
+    ``copy=False`` lets the stage flip ``filters`` in place (when it is C-ordered uint64).
 
     >>> f = np.zeros((2, 16), dtype=np.uint64)
     >>> h = harden(f, np.array([1, 1], dtype=np.uint64), "rr", 0.02)
@@ -294,4 +357,4 @@ def harden(filters: U64, seeds: U64, mode: str, flip_probability: float) -> U64:
     """
     if mode == "none" or flip_probability <= 0.0 or len(filters) == 0:
         return filters
-    return fe.flip_bits(filters, seeds, flip_probability)
+    return fe.flip_bits(filters, seeds, flip_probability, copy=copy)

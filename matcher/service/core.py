@@ -84,7 +84,7 @@ class MatcherCore:
         self.registry = registry
         self.keys_dir = keys_dir
         self.quotas = Quotas(config.limits)
-        self.index = RecordIndex(words=self.schema.total_words)
+        self.index = RecordIndex(words=self.schema.total_words, schema=self.schema)
         self._write_lock = threading.Lock()
         self._rebuild()
         lim = config.limits

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matcher.index import MatchIndex
+from matcher.lsh import LshConfig
 from matcher.schema import LinkageSchema
 from matcher.scoring import MatchModel, default_model
 
@@ -86,7 +87,9 @@ class RecordIndex:
     1
     """
 
-    def __init__(self, words: int, capacity: int = 1024) -> None:
+    def __init__(
+        self, words: int, capacity: int = 1024, *, schema: LinkageSchema | None = None
+    ) -> None:
         self.words = words
         self._lock = threading.Lock()
         self._filters = np.zeros((capacity, words), np.uint64)
@@ -94,7 +97,16 @@ class RecordIndex:
         self._refs: list[str] = []
         self._rows: dict[tuple[str, str], int] = {}
         self._forces: list[str] = []
-        self._matches = MatchIndex(words)
+        # LSH tables over pairs of the schema's fields (``LshConfig.for_schema``) when the
+        # schema is known and fits; whole-filter tables otherwise. Queries never pass
+        # blocking tokens (audit replay has only the filters), so these tables alone
+        # decide what large segments return: build the live and the replay index alike.
+        lsh = (
+            LshConfig.for_schema(schema)
+            if schema is not None and schema.total_words == words
+            else LshConfig.whole_filter(words)
+        )
+        self._matches = MatchIndex(words, lsh=lsh)
         self._updates = 0
         self._snap = self._publish(0, self._filters, self._force_ids, np.zeros(capacity, bool), 0)
 
