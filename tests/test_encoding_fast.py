@@ -15,9 +15,18 @@ from hypothesis import strategies as st
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
-from matcher.datasets import build_multiforce
-from matcher.encoding import NormalisedRecord, encode_frame, harden, normalise_frame
+from matcher.datasets import STANDARD_SETS, build_multiforce
+from matcher.encoding import (
+    NormalisedRecord,
+    clear_caches,
+    encode_frame,
+    harden,
+    normalise_frame,
+)
+from matcher.encoding import _fastnorm as fn
 from matcher.encoding._columns import (
+    _CONTEXT,
+    _address_token,
     _fast_address,
     _fast_addresses,
     _fast_dates,
@@ -205,10 +214,125 @@ def test_address_column_equals_the_normaliser() -> None:
         for _ in range(3000)
     ]
     raw = [*df["address"].tolist(), None, "n/a", "12 St Albans Rd", "12  ,  Rd", "Flat 2, & Co"]
+    raw += ["\tnot known" + " " * 20, "   ", "-" * 20, " N/A ", "n/a," * 5]  # missing or not
     raw += made
     _column_matches("address", raw, nz.normalise_address)
     _column_matches("address", raw[::-1], nz.normalise_address)  # from the caches
     _column_matches("address", [*raw, 12], nz.normalise_address)  # not all text
+
+
+# --------------------------------------------------------------------------- fast names
+# Pieces of names and towns: letters in mixed case, titles (also the ones that are
+# surnames), placeholders, punctuation the normalisers treat specially, digits, other
+# whitespace and non-ASCII text (which the fast paths leave to the normalisers).
+_NAME_PIECES = [
+    "ann", "SMITH", "O'Brien", "d`arcy", "Anne-Marie", "J.", "st", "St.", "Mr", "mrs",
+    "DR", "dr.", "Jr", "III", "iv", "esq", "Cllr", "sir", "Sir", "DAME", "lord", "Lady",
+    "master", "MSTR", "Rev", "n/a", "N/A", "na", "NaN", "none", "unknown", "not known",
+    "#n/a", "n.a.", "nk", "unk", "null", "-", "'", "`", "&", ",", ";", "|", "/", ".", "?",
+    "0", "12", "3rd", "x1y", "é", "Zoë", "\t", "\u00a0", "_", "a_b", "MacDonald", "von",
+]  # fmt: skip
+_GLUE = ["", " ", "  ", "-", "'", ".", ", ", "; ", " / ", "|", "&"]
+NAME_TEXT = st.one_of(
+    st.lists(st.sampled_from(_NAME_PIECES), max_size=5).flatmap(
+        lambda parts: st.lists(
+            st.sampled_from(_GLUE), min_size=len(parts) + 1, max_size=len(parts) + 1
+        ).map(lambda glue: glue[0] + "".join(p + g for p, g in zip(parts, glue[1:], strict=True)))
+    ),
+    st.text(alphabet="abcXYZ -'`.,;/|&019\t", max_size=12),
+    # not NUL (pandas' string table, which factorises text columns, ends a value there)
+    # nor lone surrogates (not UTF-8; the column paths are not exact for them)
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        max_size=6,
+    ),
+)
+
+
+def _fast_equals(fast: object, norm: object, values: list[str]) -> None:
+    """``fast(values)`` equals ``norm`` on every value it decides, and decides every
+    printable-ASCII value (in a batch of UTF-8 text)."""
+    got = fast(values)  # type: ignore[operator]
+    assert len(got) == len(values)
+    utf8 = all(not any("\ud800" <= c <= "\udfff" for c in v) for v in values)
+    for value, out in zip(values, got, strict=True):
+        if out is ...:  # (a batch with a value that is not UTF-8 is left undecided)
+            assert not (utf8 and value.isascii() and value.isprintable()), value
+            continue
+        assert out == norm(value), value  # type: ignore[operator]
+
+
+def _name_list(value: object) -> tuple[str, ...]:
+    return tuple(nz.split_names(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NAME_TEXT, max_size=40))
+def test_fast_names_equal_the_normalisers(values: list[str]) -> None:
+    _fast_equals(fn.fast_names, nz.normalise_name, values)
+    _fast_equals(fn.fast_towns, nz.normalise_town, values)
+    _fast_equals(fn.fast_name_lists, _name_list, values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NAME_TEXT.map(lambda t: "".join(t.lower().split())), max_size=40))
+def test_fast_address_pieces_equal_the_piece_normaliser(pieces: list[str]) -> None:
+    got = fn.fast_address_pieces(pieces)
+    for piece, out in zip(pieces, got, strict=True):
+        assert out is ... or (out != _CONTEXT and out == _address_token(piece)), piece
+
+
+_POSTCODE_TEXT = st.one_of(
+    st.from_regex(r"[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9OoIiLl][A-Za-z]{2}", fullmatch=True),
+    st.text(alphabet="SWAGIRNQVXsw10OIL -.&/é\t", max_size=10),
+    st.sampled_from(["GIR 0AA", "ASCN 1ZZ", "n/a", "Unknown", "-", "2074", "SW1A", "1012 AB"]),
+)
+
+
+def _postcode(value: object) -> object:
+    try:
+        return nz.normalise_postcode(value)
+    except nz.UnparseableValue:
+        return "unparseable"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_POSTCODE_TEXT, max_size=40))
+def test_fast_postcodes_equal_the_normaliser(values: list[str]) -> None:
+    for value, out in zip(values, fn.fast_postcodes(values), strict=True):
+        assert out is ... or out == _postcode(value), value
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(NAME_TEXT, min_size=40, max_size=120))
+def test_cold_columns_equal_the_normalisers(values: list[str]) -> None:
+    raw = [*values, None, *[v.upper() for v in values]]
+    for kind, norm in (
+        ("name", nz.normalise_name),
+        ("town", nz.normalise_town),
+        ("names", _name_list),
+        ("address", nz.normalise_address),
+        ("postcode", nz.normalise_postcode),
+    ):
+        clear_caches()  # the fast paths run on what is not cached
+        _column_matches(kind, raw, norm)
+        _column_matches(kind, raw, norm)  # and from the caches
+
+
+@pytest.mark.parametrize("source", sorted({s for s, _ in STANDARD_SETS.values()}))
+def test_cold_columns_equal_the_normalisers_on_febrl(source: str) -> None:
+    df = build_multiforce(source, n_forces=3, seed=11)
+    for column, kind, norm in (
+        ("forename", "name", nz.normalise_name),
+        ("surname", "name", nz.normalise_name),
+        ("middle_names", "names", _name_list),
+        ("aliases", "names", _name_list),
+        ("town", "town", nz.normalise_town),
+        ("address", "address", nz.normalise_address),
+        ("postcode", "postcode", nz.normalise_postcode),
+    ):
+        clear_caches()
+        _column_matches(kind, df[column].tolist(), norm)
 
 
 # --------------------------------------------------------------------------- issues
@@ -343,3 +467,14 @@ def test_split_rows_equals_slicing() -> None:
     assert len(got) == len(counts)
     for row, a, c in zip(got, starts.tolist(), counts.tolist(), strict=True):
         assert row.dtype == np.uint64 and np.array_equal(row, flat[a : a + c])
+
+
+def test_values_differing_after_a_nul_are_not_conflated() -> None:
+    # pandas' fast string table stops at NUL; the encoder must not merge such values
+    import pandas as pd
+
+    from matcher.encoding._columns import _factorize
+
+    codes, uniq = _factorize(pd.Series(["a", "a\x00b", None, "a"], dtype=object))
+    assert codes.tolist() == [0, 1, -1, 0]
+    assert list(uniq) == ["a", "a\x00b"]

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.encoding import _fastnorm as fn
 from matcher.errors import InputError
 from matcher.schema import FieldSpec, LinkageSchema
 
@@ -79,7 +80,11 @@ class _Column:
 def _factorize(series: pd.Series) -> tuple[I64, Any]:
     """``pd.factorize(series)`` (-1 for missing values), faster for a column of text."""
     values = series.to_numpy()
-    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+    if (
+        values.dtype == object
+        and pd.api.types.infer_dtype(values, skipna=True) == "string"
+        and not _has_nul(values)
+    ):
         try:  # text and missing values only: pandas' string table, without its own check
             uniq, codes = _StringHashTable(len(values)).factorize(values, na_sentinel=-1)
             return np.asarray(codes, dtype=np.int64), uniq
@@ -87,6 +92,14 @@ def _factorize(series: pd.Series) -> tuple[I64, Any]:
             pass
     codes, uniq = pd.factorize(series, use_na_sentinel=True)  # as pandas reads other types
     return np.asarray(codes, dtype=np.int64), uniq
+
+
+def _has_nul(values: NDArray[Any]) -> bool:
+    """pandas' string table stops at a NUL character ('a\\x00b' would count as 'a')."""
+    try:
+        return "\x00" in "".join(values)
+    except TypeError:  # missing values among the text
+        return "\x00" in "".join(v for v in values if isinstance(v, str))
 
 
 def _names(raw: Any) -> tuple[str, ...]:
@@ -107,6 +120,16 @@ def _normaliser(kind: str) -> Callable[[Any], Any]:
     return table.get(kind, _fast_address)
 
 
+# kind -> column-wise normaliser of many strings (``...`` where it cannot decide), used
+# where at least _FAST_MIN values are not cached (Arrow's per-call cost is paid once)
+_FAST: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "name": fn.fast_names,
+    "nickname": fn.fast_names,
+    "town": fn.fast_towns,
+    "names": fn.fast_name_lists,
+    "postcode": fn.fast_postcodes,
+}
+_FAST_MIN = 32
 _NORMED: dict[str, dict[str, Any]] = {}  # kind -> text -> its normalised value (not None)
 _ADDR_WORDS = re.compile(r"[^a-z0-9]+")
 _ADDR_TOKENS: dict[str, str] = {}
@@ -139,8 +162,10 @@ def _address_token(tok: str) -> str:
 
 def _fast_address(raw: Any) -> str | None:
     """:func:`matcher.normalise.normalise_address`, from cached per-piece results."""
-    if type(raw) is not str or (len(raw) <= 16 and nz.is_missing(raw)):
-        return nz.normalise_address(raw)  # placeholders ("not known") are whole values
+    if type(raw) is not str or (
+        (len(raw) <= 16 or not raw.isprintable()) and nz.is_missing(raw)
+    ):  # placeholders ("not known", also padded with other whitespace) are whole values
+        return nz.normalise_address(raw)
     toks = raw.split()
     try:
         out = " ".join(map(_ADDR_TOKENS.__getitem__, toks))
@@ -162,7 +187,10 @@ def _fast_addresses(uniques: list[Any], out: list[Any]) -> None:
     idx = [i for i, v in enumerate(uniques) if type(v) is str]
     if not idx:
         return
-    arr = pa.array([uniques[i] for i in idx], type=pa.string())
+    try:
+        arr = pa.array([uniques[i] for i in idx], type=pa.string())
+    except (pa.ArrowException, ValueError):  # not UTF-8 (a lone surrogate): the normaliser
+        return
     lists = pc.utf8_split_whitespace(arr)
     pieces = pc.dictionary_encode(pc.list_flatten(lists))
     words = pa.array([_address_token(t) for t in pieces.dictionary.to_pylist()], pa.string())
@@ -203,27 +231,40 @@ def _address_column(series: pd.Series) -> _Column | None:
     # lower case (a piece's words do not depend on its case; non-ASCII ones are kept).
     lists = pc.ascii_split_whitespace(pc.ascii_lower(arr))
     pieces = pc.dictionary_encode(pc.list_flatten(lists))
-    get = _ADDR_TOKENS.get
-    words_py = list(map(get, pieces.dictionary.to_pylist()))
+    texts = pieces.dictionary.to_pylist()
+    words_py = list(map(_ADDR_TOKENS.get, texts))
     if None in words_py:
-        words_py = [
-            w if w is not None else _address_token(t)
-            for w, t in zip(words_py, pieces.dictionary.to_pylist(), strict=True)
-        ]
+        # the pieces not cached: in Arrow where it decides, else one by one (and cached)
+        todo = [i for i, w in enumerate(words_py) if w is None]
+        new = [texts[i] for i in todo]
+        fast = fn.fast_address_pieces(new) if len(todo) >= _FAST_MIN else [...] * len(new)
+        found = [_address_token(t) if w is ... else w for w, t in zip(fast, new, strict=True)]
+        for i, w in zip(todo, found, strict=True):
+            words_py[i] = w
+        if len(_ADDR_TOKENS) + len(new) <= _CACHE_LIMIT:
+            _ADDR_TOKENS.update(zip(new, found, strict=True))
     words = pa.array(words_py, pa.string())
-    rebuilt = pa.ListArray.from_arrays(lists.offsets, words.take(pieces.indices))
-    joined = pc.binary_join(rebuilt, " ")
-    # odd: the address needs the normaliser (a context-dependent piece), may be a
-    # placeholder (short), or has a piece without words or no pieces (spaces to tidy)
-    flag = pc.or_(pc.equal(words, _CONTEXT), pc.equal(pc.binary_length(words), 0))
-    piece_flag = flag.to_numpy(zero_copy_only=False)[pieces.indices.to_numpy()]
+    # pieces without words are left out (their addresses' spaces tidied so)
+    piece_words = words.take(pieces.indices)
+    piece_keep = pc.not_equal(piece_words, "").to_numpy(zero_copy_only=False)
     offsets = lists.offsets.to_numpy().astype(np.int64)
     offsets -= offsets[0]
-    # per address, any flagged piece (an address without pieces is odd anyway)
-    first = np.minimum(offsets[:-1], len(piece_flag))
-    any_flag = np.logical_or.reduceat(np.append(piece_flag, False), first)
-    odd_np = any_flag | (offsets[1:] == offsets[:-1])
-    odd_np |= pc.less_equal(pc.binary_length(arr), 16).to_numpy(zero_copy_only=False)
+    parent = np.repeat(np.arange(n_u, dtype=np.int64), np.diff(offsets))
+    kept_offsets = np.zeros(n_u + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parent[piece_keep], minlength=n_u), out=kept_offsets[1:])
+    rebuilt = pa.ListArray.from_arrays(
+        pa.array(kept_offsets), piece_words.filter(pa.array(piece_keep, type=pa.bool_()))
+    )
+    joined = pc.binary_join(rebuilt, " ")
+    joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+    # odd: the address needs the normaliser (a context-dependent piece), is a placeholder,
+    # or is not printable ASCII (whitespace other than spaces: "\tnot known" is missing)
+    flag = pc.equal(words, _CONTEXT).to_numpy(zero_copy_only=False)
+    piece_flag = flag[pieces.indices.to_numpy()]
+    odd_np = np.zeros(n_u, dtype=np.bool_)
+    odd_np[parent[piece_flag]] = True
+    printable, placeholder, _ = fn.flags(arr)
+    odd_np |= ~printable | placeholder
     odd = pa.array(odd_np, type=pa.bool_())
     todo = np.flatnonzero(odd_np).tolist()
     reasons: list[str] = [""] * (n_u + 1)
@@ -417,7 +458,16 @@ def _normalise_column(kind: str, series: pd.Series) -> _Column:
         cache = _NORMED.setdefault(kind, {})
         normed = list(map(cache.get, uniques))
         todo = [i for i, v in enumerate(normed) if v is None]
-        bad_any = _fill(norm, uniques, normed, todo, reasons)
+        fast = _FAST.get(kind)
+        if fast is not None and len(todo) >= _FAST_MIN:
+            # the common case in Arrow; the values it cannot decide take the normaliser
+            got = fast([uniques[i] for i in todo])
+            for i, v in zip(todo, got, strict=True):
+                normed[i] = v
+            left = [i for i, v in zip(todo, got, strict=True) if v is ...]
+            bad_any = _fill(norm, uniques, normed, left, reasons)
+        else:
+            bad_any = _fill(norm, uniques, normed, todo, reasons)
         if len(cache) < _CACHE_LIMIT:
             for i in todo:
                 if normed[i] is not None:
