@@ -142,18 +142,13 @@ def run_service(out: Path) -> dict[str, Any]:
     """The whole story on the embedded SQLite store: serve, submit, query, watch, retract,
     then the auditor exports, verifies and replays the audit log."""
     keys = out / "keys"
-    store_db = out / "store.db"
-    for path in out.glob("store.db*"):
-        path.unlink()
-    store = f"sqlite:///{store_db}"
+    store = f"sqlite:///{out / 'store.db'}"
     _say("key custodian: client certificates for four forces, an assessor and an auditor")
+    # run_offline started from an empty folder, so none of these exist yet.
     for force in FORCES:
-        if not (keys / "clients" / f"{force}-submitter.pem").exists():
-            cli(["keys", "issue", str(keys), "--force", force, "--role", "submitter"])
-    if not (keys / "clients" / "F01-assessor.pem").exists():
-        cli(["keys", "issue", str(keys), "--force", "F01", "--role", "assessor"])
-    if not (keys / "clients" / "AUD-auditor.pem").exists():
-        cli(["keys", "issue", str(keys), "--force", "AUD", "--role", "auditor"])
+        cli(["keys", "issue", str(keys), "--force", force, "--role", "submitter"])
+    cli(["keys", "issue", str(keys), "--force", "F01", "--role", "assessor"])
+    cli(["keys", "issue", str(keys), "--force", "AUD", "--role", "auditor"])
 
     port = _free_port()
     server = f"127.0.0.1:{port}"

@@ -94,12 +94,13 @@ def evaluate_frame(
     secret = LinkageSecret(epoch=1, secret=secrets.token_bytes(32))
     batches = []
     ref_to_row: dict[str, int] = {}
-    forces = [str(f) for f in df[force_column].unique()]
-    for force in forces:
-        part = df[df[force_column].astype(str) == force]
-        local = part[list(EVALUATE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df]].copy()
+    columns = list(EVALUATE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df]
+    # Forces get neutral codes here: the labelled file's names need not be valid codes, and
+    # two names that clean to the same code must not merge into one force.
+    for k, (_, part) in enumerate(df.groupby(df[force_column].astype(str), sort=False)):
+        local = part[columns].copy()
         local["id"] = part.index.astype(str)
-        res = encode_frame(local, schema, secret, _force_code(force), id_column="id")
+        res = encode_frame(local, schema, secret, f"F{k:03d}", id_column="id")
         batches.append(res.batch)
         for ref, rid in zip(res.refs["record_ref"], res.refs["id"], strict=True):
             ref_to_row[ref] = int(rid)
@@ -133,7 +134,3 @@ def evaluate_frame(
         seconds=round(time.perf_counter() - t0, 3),
     )
 
-
-def _force_code(force: str) -> str:
-    code = "".join(ch for ch in force if ch.isalnum() or ch in "-_")
-    return code or "FORCE"

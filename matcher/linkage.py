@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from matcher.batch import EncodedBatch
 from matcher.errors import EpochError, FingerprintError, InputError
 from matcher.schema import LinkageSchema
-from matcher.scoring import MatchModel, compare, default_model, levels, model_path, train_model
+from matcher.scoring import MatchModel, compare, levels, shipped_model, train_model
 from matcher.similarity import dice_candidates
 
 __all__ = ["DEFAULT_THRESHOLD", "LinkResult", "candidate_pairs", "link_batches", "token_pairs"]
@@ -229,9 +229,8 @@ def link_batches(
     if model is None:
         # EM needs enough pairs to separate matches from non-matches; small runs use the
         # shipped model fitted on large multi-force sets.
-        shipped = default_model(schema)
-        trained = model_path(schema).exists()
-        model = train_model(schema, lv) if len(lv) >= MIN_EM_PAIRS or not trained else shipped
+        shipped = shipped_model(schema) if len(lv) < MIN_EM_PAIRS else None
+        model = shipped if shipped is not None else train_model(schema, lv)
     p = model.probability(lv)
     bar("resolving matches")
     keep = p >= threshold

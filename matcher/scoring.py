@@ -37,6 +37,7 @@ __all__ = [
     "default_model",
     "levels",
     "model_path",
+    "shipped_model",
     "train_model",
 ]
 
@@ -97,21 +98,22 @@ class _Comparer:
         self, a: NDArray[np.uint64], b: NDArray[np.uint64], sa: str, sb: str
     ) -> NDArray[np.float64]:
         """Dice of segment ``sa`` of ``a`` against ``sb`` of ``b``; NaN where either is empty."""
-        na, nb, nab, seg = self.counts(a, b, sa, sb)
-        missing = (na < seg.min_bits) | (nb < self.segs[sb].min_bits)
-        d = self._debias(na, nb, nab, seg.bits, dice=True)
-        d[missing] = np.nan
-        return d
+        return self._similarity(a, b, sa, sb, dice=True)
 
     def containment(
         self, a: NDArray[np.uint64], b: NDArray[np.uint64], sa: str, sb: str
     ) -> NDArray[np.float64]:
         """Share of ``a``'s segment bits present in ``b``'s segment (NaN where empty)."""
+        return self._similarity(a, b, sa, sb, dice=False)
+
+    def _similarity(
+        self, a: NDArray[np.uint64], b: NDArray[np.uint64], sa: str, sb: str, *, dice: bool
+    ) -> NDArray[np.float64]:
         na, nb, nab, seg = self.counts(a, b, sa, sb)
         missing = (na < seg.min_bits) | (nb < self.segs[sb].min_bits)
-        c = self._debias(na, nb, nab, seg.bits, dice=False)
-        c[missing] = np.nan
-        return c
+        out = self._debias(na, nb, nab, seg.bits, dice=dice)
+        out[missing] = np.nan
+        return out
 
     def _debias(
         self,
@@ -298,14 +300,21 @@ def model_path(schema: LinkageSchema) -> Path:
     return Path(__file__).parent / "data" / "models" / f"{schema.fingerprint[:16]}.json"
 
 
-def default_model(schema: LinkageSchema) -> MatchModel:
-    """The shipped model for ``schema`` (fitted by EM on multi-force FEBRL sets, see
-    ``scripts/train_default_model.py``), or prior guesses for a schema without one."""
+def shipped_model(schema: LinkageSchema) -> MatchModel | None:
+    """The model shipped for ``schema`` (fitted by EM on multi-force FEBRL sets, see
+    ``scripts/train_default_model.py``), or None for a schema without one."""
     path = model_path(schema)
-    if path.exists():
-        model = MatchModel.from_dict(json.loads(path.read_text()))
-        if model.schema_fingerprint == schema.fingerprint:
-            return model
+    if not path.exists():
+        return None
+    model = MatchModel.from_dict(json.loads(path.read_text()))
+    return model if model.schema_fingerprint == schema.fingerprint else None
+
+
+def default_model(schema: LinkageSchema) -> MatchModel:
+    """The shipped model for ``schema``, or prior guesses for a schema without one."""
+    shipped = shipped_model(schema)
+    if shipped is not None:
+        return shipped
     fields = _scored_fields(schema)
     m, u = _initial(len(fields))
     return MatchModel(

@@ -28,10 +28,16 @@ def _force_csv(tmp_path: Path, force: str) -> Path:
     return path
 
 
+def _encode(tmp_path: Path, keys: Path, force: str, out: Path, *extra: str) -> int:
+    """``matcher encode`` of one force's hand-made rows."""
+    src = _force_csv(tmp_path, force)
+    return main(["encode", str(src), "--force", force, "--keys", str(keys), "-o", str(out), *extra])
+
+
 def test_encode_writes_batch_and_private_reference_map(tmp_path: Path, keys: Path) -> None:
-    src = _force_csv(tmp_path, "WY")
     out = tmp_path / "wy.parquet"
-    assert main(["encode", str(src), "--force", "WY", "--keys", str(keys), "-o", str(out)]) == 0
+    assert _encode(tmp_path, keys, "WY", out) == 0
+    src = tmp_path / "WY.csv"
     batch = EncodedBatch.from_parquet(out)
     refs = pd.read_csv(tmp_path / "wy.refs.csv", dtype=str)
     assert list(refs.columns) == ["record_ref", "id"]
@@ -54,21 +60,7 @@ def test_link_and_evaluate_end_to_end(
     outs = []
     for force in ("WY", "GM", "MP"):
         out = tmp_path / f"{force}.parquet"
-        assert (
-            main(
-                [
-                    "encode",
-                    str(_force_csv(tmp_path, force)),
-                    "--force",
-                    force,
-                    "--keys",
-                    str(keys),
-                    "-o",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert _encode(tmp_path, keys, force, out) == 0
         outs.append(str(out))
     links = tmp_path / "links.csv"
     assert main(["link", *outs, "-o", str(links)]) == 0
@@ -135,23 +127,7 @@ def test_wrong_epoch_and_missing_keys_are_clear(
 ) -> None:
     src = _force_csv(tmp_path, "WY")
     out = tmp_path / "o.parquet"
-    assert (
-        main(
-            [
-                "encode",
-                str(src),
-                "--force",
-                "WY",
-                "--keys",
-                str(keys),
-                "-o",
-                str(out),
-                "--epoch",
-                "5",
-            ]
-        )
-        == 2
-    )
+    assert _encode(tmp_path, keys, "WY", out, "--epoch", "5") == 2
     assert "epoch 5" in capsys.readouterr().err
     assert (
         main(
@@ -168,20 +144,7 @@ def test_bad_schema_file_lists_problems(
 ) -> None:
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"name": "x", "fields": [], "hardening": {"mode": "weird"}}))
-    code = main(
-        [
-            "encode",
-            str(_force_csv(tmp_path, "WY")),
-            "--force",
-            "WY",
-            "--keys",
-            str(keys),
-            "-o",
-            str(tmp_path / "o.parquet"),
-            "--schema",
-            str(schema),
-        ]
-    )
+    code = _encode(tmp_path, keys, "WY", tmp_path / "o.parquet", "--schema", str(schema))
     err = capsys.readouterr().err
     assert code == 2 and "fields" in err and "hardening" in err
 
@@ -191,37 +154,9 @@ def test_link_refuses_batches_from_different_epochs(
 ) -> None:
     a = tmp_path / "a.parquet"
     b = tmp_path / "b.parquet"
-    assert (
-        main(
-            [
-                "encode",
-                str(_force_csv(tmp_path, "WY")),
-                "--force",
-                "WY",
-                "--keys",
-                str(keys),
-                "-o",
-                str(a),
-            ]
-        )
-        == 0
-    )
+    assert _encode(tmp_path, keys, "WY", a) == 0
     assert main(["keys", "init", str(keys)]) == 0  # rotate: epoch 2
-    assert (
-        main(
-            [
-                "encode",
-                str(_force_csv(tmp_path, "GM")),
-                "--force",
-                "GM",
-                "--keys",
-                str(keys),
-                "-o",
-                str(b),
-            ]
-        )
-        == 0
-    )
+    assert _encode(tmp_path, keys, "GM", b) == 0
     assert main(["link", str(a), str(b), "-o", str(tmp_path / "l.csv")]) == 2
     assert "epoch" in capsys.readouterr().err
     assert not (tmp_path / "l.csv").exists()

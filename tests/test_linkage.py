@@ -81,3 +81,12 @@ def test_token_pairs_joins_rows_sharing_a_token() -> None:
     ]
     i, j = token_pairs(toks)
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(0, 2), (1, 4)}
+
+
+def test_evaluate_keeps_forces_apart_whose_names_clean_to_the_same_code() -> None:
+    df = handmade_frame()
+    df.loc[df.force == "WY", "force"] = "W Y"
+    df.loc[df.force == "GM", "force"] = "WY"  # the old code cleaning merged these two forces
+    report = evaluate_frame(df)
+    assert report.forces == 3
+    assert (report.tp, report.fp, report.fn) == (11, 0, 0)
