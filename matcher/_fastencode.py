@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -156,11 +155,6 @@ def sipkey(key: bytes) -> tuple[np.uint64, np.uint64]:
         np.uint64(int.from_bytes(key[:8], "little")),
         np.uint64(int.from_bytes(key[8:16], "little")),
     )
-
-
-def keyed_id(key: bytes, text: str) -> int:
-    """A keyed 64-bit BLAKE2b value (type constants of blocking tokens)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), key=key, digest_size=8).digest(), "little")
 
 
 # --------------------------------------------------------------------------- kernels

@@ -247,8 +247,7 @@ def _address_column(series: pd.Series) -> _Column | None:
     # pieces without words are left out (their addresses' spaces tidied so)
     piece_words = words.take(pieces.indices)
     piece_keep = pc.not_equal(piece_words, "").to_numpy(zero_copy_only=False)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    offsets -= offsets[0]
+    offsets = fn.list_offsets(lists)
     parent = np.repeat(np.arange(n_u, dtype=np.int64), np.diff(offsets))
     kept_offsets = np.zeros(n_u + 1, dtype=np.int32)
     np.cumsum(np.bincount(parent[piece_keep], minlength=n_u), out=kept_offsets[1:])
@@ -293,6 +292,14 @@ def _address_column(series: pd.Series) -> _Column | None:
     if not all(values):
         return None
     ids = np.append(pc.fill_null(enc.indices, -1).to_numpy(), -1).astype(np.int64)
+    return _coded(ids, raw_codes, values, reasons, bad_any=bad_any)
+
+
+def _coded(
+    ids: I64, raw_codes: I64, values: list[Any], reasons: list[str], *, bad_any: bool
+) -> _Column:
+    """The column whose rows hold raw values ``raw_codes`` (-1: missing), the distinct raw
+    value ``i`` being normalised value ``ids[i]`` and unusable where ``reasons[i]``."""
     codes = ids[raw_codes]
     if not bad_any:
         return _Column(codes, values, np.zeros(0, dtype=np.int64), [])
@@ -483,12 +490,7 @@ def _normalise_column(kind: str, series: pd.Series) -> _Column:
         ids, values = _distinct_by(normed, [(p.full, p.uk) if p else None for p in normed])
     else:
         ids, values = _distinct(normed, by_hash=kind != "names")
-    codes = ids[raw_codes]
-    if not bad_any:
-        return _Column(codes, values, np.zeros(0, dtype=np.int64), [])
-    bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
-    bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
-    return _Column(codes, values, bad_rows, [reasons[c] for c in raw_codes[bad_rows]])
+    return _coded(ids, raw_codes, values, reasons, bad_any=bad_any)
 
 
 def _fill(

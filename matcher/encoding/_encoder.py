@@ -110,12 +110,9 @@ class Encoder:
     """
 
     def __init__(self, schema: LinkageSchema, secret: LinkageSecret) -> None:
-        self.schema = schema
-        self.secret = secret
         self._keys = {f.domain: secret.derive("field", f.domain) for f in schema.fields}
         self.block_key = fe.sipkey(secret.derive("block", "tokens"))
         self.rr_key = fe.sipkey(secret.derive("harden", "rr"))
-        self._bases = {s.name: s.word_offset * 64 for s in schema.segments}
         self._tok: dict[tuple[str, int, str, str, int], int] = {}
         self._word: dict[tuple[str, str, str], int] = {}
         self._bigrams: dict[tuple[str, int, int, bool], U64] = {}
@@ -322,20 +319,6 @@ class Encoder:
         else:
             table[:-1] = self._nickname_masks(spec, values)
         return table
-
-    def record_positions(self, rec: NormalisedRecord) -> list[int]:
-        """Bit positions (in the whole vector) that ``rec`` sets before hardening.
-
-        The per-record reference for the vectorised path (tests compare the two).
-        """
-        out: list[int] = []
-        salt_field = self.schema.hardening.salt_field
-        for spec in self.schema.fields:
-            salt = _salt(spec, rec, salt_field)
-            base = self._bases[spec.name]
-            for tok, w in _tokens_for(spec, rec):
-                out.extend(base + p for p in self.token_offsets(spec, salt, tok, w))
-        return out
 
 
 def harden(

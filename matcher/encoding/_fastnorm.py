@@ -61,13 +61,31 @@ def flags(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     return ok, placeholder, low
 
 
+def _alnum(arr: pa.Array) -> np.ndarray:
+    """Whether each value holds a letter or digit."""
+    alnum: np.ndarray = pc.match_substring_regex(arr, "[A-Za-z0-9]").to_numpy(zero_copy_only=False)
+    return alnum
+
+
+def list_offsets(lists: pa.Array) -> np.ndarray:
+    """The list offsets of ``lists``, from 0."""
+    offsets: np.ndarray = lists.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    return offsets
+
+
+def _set(out: list[Any], rows: np.ndarray, value: Any) -> None:
+    """``out[i] = value`` for every ``i`` where ``rows`` is true."""
+    for i in np.flatnonzero(rows).tolist():
+        out[i] = value
+
+
 def _words(s: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
     """The words of printable text: the pieces between spaces, the row of each, whether
     each is a word (not empty), and whether a word follows it in its row."""
     lists = pc.split_pattern(s, " ")
     flat = pc.list_flatten(lists)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    offsets -= offsets[0]
+    offsets = list_offsets(lists)
     parent = np.repeat(np.arange(len(s), dtype=np.int64), np.diff(offsets))
     word = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
     seen = np.zeros(len(flat) + 1, dtype=np.int64)  # words up to each piece
@@ -101,10 +119,8 @@ def fast_names(values: list[Any]) -> list[Any]:
     # Sir, Dame, Lord, Lady and Master are dropped only where another word follows
     keep = word & ~title & ~(leading & follows)
     out = _join(flat, parent, keep, n)
-    for i in np.flatnonzero(placeholder).tolist():
-        out[i] = None
-    for i in np.flatnonzero(~ok).tolist():
-        out[i] = ...
+    _set(out, placeholder, None)
+    _set(out, ~ok, ...)
     return out
 
 
@@ -116,16 +132,14 @@ def fast_towns(values: list[Any]) -> list[Any]:
         return []
     arr = _arrow(values)
     ok, placeholder, low = flags(arr)
-    alnum = pc.match_substring_regex(arr, "[A-Za-z0-9]").to_numpy(zero_copy_only=False)
+    alnum = _alnum(arr)
     s = pc.replace_substring(low, "&", " and ")
     s = pc.replace_substring_regex(pc.replace_substring_regex(s, "['`]", ""), "[^a-z0-9]+", " ")
     flat, parent, keep, _ = _words(s)
     flat = pc.if_else(pc.equal(flat, "st"), "saint", flat)
     out = _join(flat, parent, keep, n)
-    for i in np.flatnonzero(placeholder | ~alnum).tolist():
-        out[i] = None
-    for i in np.flatnonzero(~ok).tolist():
-        out[i] = ...
+    _set(out, placeholder | ~alnum, None)
+    _set(out, ~ok, ...)
     return out
 
 
@@ -137,23 +151,19 @@ def fast_name_lists(values: list[Any]) -> list[Any]:
         return []
     arr = _arrow(values)
     ok, placeholder, _ = flags(arr)
-    alnum = pc.match_substring_regex(arr, "[A-Za-z0-9]").to_numpy(zero_copy_only=False)
+    alnum = _alnum(arr)
     lists = pc.split_pattern_regex(arr, "[;|/,]")
     parts = pc.dictionary_encode(pc.list_flatten(lists))
     # a part of a printable-ASCII value is printable ASCII, so decided (the others'
     # rows are left undecided below)
     names = fast_names(parts.dictionary.to_pylist())
     got = [names[j] for j in parts.indices.to_numpy(zero_copy_only=False).tolist()]
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    offsets -= offsets[0]
-    bounds = offsets.tolist()
+    bounds = list_offsets(lists).tolist()
     out: list[Any] = [
         tuple(dict.fromkeys(w for w in got[a:b] if w)) for a, b in itertools.pairwise(bounds)
     ]
-    for i in np.flatnonzero(placeholder | ~alnum).tolist():
-        out[i] = ()
-    for i in np.flatnonzero(~ok).tolist():
-        out[i] = ...
+    _set(out, placeholder | ~alnum, ())
+    _set(out, ~ok, ...)
     return out
 
 
@@ -189,8 +199,7 @@ def fast_address_pieces(pieces: list[Any]) -> list[Any]:
     at = pc.index_in(flat, value_set=_ADDRESS_KEYS)
     flat = pc.if_else(pc.is_valid(at), _ADDRESS_FULL.take(at), flat)
     out = [t or "" for t in _join(flat, parent, keep, n)]
-    for i in np.flatnonzero(~decided).tolist():
-        out[i] = ...
+    _set(out, ~decided, ...)
     return out
 
 
@@ -211,7 +220,7 @@ def fast_postcodes(values: list[Any]) -> list[Any]:
         return []
     arr = _arrow(values)
     ok, placeholder, _ = flags(arr)
-    alnum = pc.match_substring_regex(arr, "[A-Za-z0-9]").to_numpy(zero_copy_only=False)
+    alnum = _alnum(arr)
     s = pc.replace_substring_regex(pc.ascii_upper(arr), "[^A-Z0-9]+", "")
     parts = pc.extract_regex(s, _POSTCODE.pattern)
     full = pc.is_valid(parts).to_numpy(zero_copy_only=False)
@@ -227,6 +236,5 @@ def fast_postcodes(values: list[Any]) -> list[Any]:
             out[i] = nz.Postcode(
                 full=o + w, outward=o, inward=w, area=a, district=o, sector=o + w[0], uk=True
             )
-    for i in np.flatnonzero(ok & (placeholder | ~alnum)).tolist():
-        out[i] = None
+    _set(out, ok & (placeholder | ~alnum), None)
     return out
