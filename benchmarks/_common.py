@@ -11,10 +11,8 @@ of the name and date segments, so token blocks have realistic sizes.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
-import sys
 import time
 import types
 from collections.abc import Callable
@@ -105,19 +103,11 @@ def perturbed_copies(x: Filters, flip: float, seed: int) -> Filters:
 
 
 def import_anonlink() -> types.ModuleType | None:
-    """``anonlink`` if installed. It imports ``pkg_resources`` only for its version,
-    which recent setuptools no longer ships; a stand-in module is provided then."""
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        shim = types.ModuleType("pkg_resources")
+    """``anonlink`` if installed (``None`` otherwise), with a ``pkg_resources`` stand-in
+    where recent setuptools no longer ships it (see ``_anchors.ensure_pkg_resources``)."""
+    from _anchors import ensure_pkg_resources
 
-        class _Dist:
-            def __init__(self, name: str) -> None:
-                self.version = importlib.metadata.version(name)
-
-        shim.get_distribution = _Dist  # type: ignore[attr-defined]
-        sys.modules["pkg_resources"] = shim
+    ensure_pkg_resources()
     try:
         import anonlink
     except ImportError:

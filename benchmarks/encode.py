@@ -31,8 +31,6 @@ import multiprocessing
 import os
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _anchors import clkhash_rows, clkhash_schema, ensure_pkg_resources, plain_normalise
+from _common import best_of
 
 from matcher.datasets import STANDARD_SETS, build_multiforce
 from matcher.encoding import clear_caches, encode_frame
@@ -67,15 +66,6 @@ def build_records(n: int) -> pd.DataFrame:
     df = pd.concat(parts, ignore_index=True).iloc[:n].copy()
     df["id"] = [f"R{i:08d}" for i in range(len(df))]
     return df.reset_index(drop=True)
-
-
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,23 +106,23 @@ def main(argv: list[str] | None = None) -> int:
 
     run_matcher(hardened, cold=False)  # compile / load the numba kernels first
     print(f"encode: {n} records, matcher (hardened) ...", file=sys.stderr, flush=True)
-    t_matcher = _best(lambda: run_matcher(hardened), args.repeat)
+    t_matcher = best_of(lambda: run_matcher(hardened), args.repeat)
     print("encode: matcher (plain) ...", file=sys.stderr, flush=True)
-    t_plain = _best(lambda: run_matcher(plain), args.repeat)
+    t_plain = best_of(lambda: run_matcher(plain), args.repeat)
     print("encode: matcher (hardened, warm caches) ...", file=sys.stderr, flush=True)
-    t_warm = _best(lambda: run_matcher(hardened, cold=False), args.repeat)
+    t_warm = best_of(lambda: run_matcher(hardened, cold=False), args.repeat)
 
     rows = clkhash_rows(plain_normalise(df))
     cschema = from_json_dict(clkhash_schema())
     ckey = os.urandom(32).hex()
     print("encode: clkhash (1 process) ...", file=sys.stderr, flush=True)
-    t_clk = _best(
+    t_clk = best_of(
         lambda: clk.generate_clks(rows, cschema, ckey, validate=True, max_workers=1), args.repeat
     )
     # clkhash needs clean input that matcher makes itself while encoding; timing the
     # anchor's clean-up too compares the two from the same raw records.
     print("encode: clkhash incl. clean-up (1 process) ...", file=sys.stderr, flush=True)
-    t_clk_clean = _best(
+    t_clk_clean = best_of(
         lambda: clk.generate_clks(
             clkhash_rows(plain_normalise(df)), cschema, ckey, validate=True, max_workers=1
         ),
@@ -142,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     t_clk_mp: float | None = None
     if not args.no_multiprocess and workers > 1:
         print(f"encode: clkhash ({workers} processes) ...", file=sys.stderr, flush=True)
-        t_clk_mp = _best(
+        t_clk_mp = best_of(
             lambda: clk.generate_clks(rows, cschema, ckey, validate=True, max_workers=workers),
             args.repeat,
         )

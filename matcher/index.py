@@ -46,12 +46,11 @@ from numpy.typing import NDArray
 
 from matcher._dice_kernels import _popcnt
 from matcher.errors import InputError
-from matcher.lsh import LshConfig, lsh_keys
+from matcher.lsh import _TOKEN_DOMAIN, LshConfig, lsh_keys
 from matcher.similarity import popcounts
 
 __all__ = ["Match", "MatchIndex"]
 
-_TOKEN_DOMAIN = np.uint64(0x9E3779B97F4A7C15)
 _NO_FORCE = np.int64(-1)
 
 
@@ -208,10 +207,6 @@ def _refs_to_words(refs: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[np.
         raise InputError("record references must be 32 hex characters", field="record_ref")
     words = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
     return words[:, 0].copy(), words[:, 1].copy()
-
-
-def _ref_str(hi: np.uint64, lo: np.uint64) -> str:
-    return f"{int(hi):016x}{int(lo):016x}"
 
 
 @dataclass(frozen=True)
@@ -406,7 +401,7 @@ class MatchIndex:
             else _NO_FORCE
         )
         qpops = popcounts(subjects)
-        blocked = [s for s in snap.segments if len(s) >= self.exhaustive_below]
+        blocked = any(len(s) >= self.exhaustive_below for s in snap.segments)
         qkeys = lsh_keys(subjects, self.lsh) if blocked and self.lsh.n_tables else None
         out: list[list[Match]] = []
         for x in range(subjects.shape[0]):
@@ -415,7 +410,7 @@ class MatchIndex:
                 if tokens is not None
                 else np.zeros(0, np.uint32)
             )
-            found: list[tuple[float, int, int, int, int]] = []
+            found: list[tuple[float, int, int, int]] = []
             for seg in snap.segments:
                 if k == 0 or seg.live == 0:
                     continue
@@ -433,13 +428,10 @@ class MatchIndex:
                 )  # fmt: skip
                 for row, score in zip(r.tolist(), s.tolist(), strict=True):
                     hi, lo = int(seg.ref_hi[row]), int(seg.ref_lo[row])
-                    found.append((-score, hi, lo, int(seg.force[row]), row))
+                    found.append((-score, hi, lo, int(seg.force[row])))
             found.sort()
             out.append(
-                [
-                    Match(snap.forces[f], _ref_str(np.uint64(hi), np.uint64(lo)), -neg)
-                    for neg, hi, lo, f, _ in found[:k]
-                ]
+                [Match(snap.forces[f], f"{hi:016x}{lo:016x}", -neg) for neg, hi, lo, f in found[:k]]
             )
         return out
 

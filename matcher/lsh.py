@@ -482,8 +482,8 @@ def find_pairs(
     i, j = candidate_pairs(
         a_filters, a_tokens, b_filters, b_tokens, self_join=self_join, config=config
     )
-    scores = dice_pairs(
-        a_filters, b_filters, i, j, pop_a=popcounts(a_filters), pop_b=popcounts(b_filters)
-    )
+    pop_a = popcounts(a_filters)
+    pop_b = pop_a if self_join else popcounts(b_filters)
+    scores = dice_pairs(a_filters, b_filters, i, j, pop_a=pop_a, pop_b=pop_b)
     keep = scores >= threshold
     return i[keep], j[keep], scores[keep]

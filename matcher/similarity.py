@@ -321,6 +321,11 @@ def _empty() -> Pairs:
 # -- references --------------------------------------------------------------------------
 
 
+def _reference_pops(x: NDArray[np.uint64]) -> NDArray[np.int32]:
+    """Row popcounts the obvious way (independent of the kernels)."""
+    return np.asarray(np.bitwise_count(x).sum(axis=1, dtype=np.int32))
+
+
 def _reference_scores(
     a: NDArray[np.uint64],
     b: NDArray[np.uint64],
@@ -354,8 +359,8 @@ def dice_candidates_reference(
     """
     a, b = _check_pair(a, b)
     t = _check_threshold(threshold)
-    pa = np.bitwise_count(a).sum(axis=1, dtype=np.int32) if pop_a is None else pop_a
-    pb = np.bitwise_count(b).sum(axis=1, dtype=np.int32) if pop_b is None else pop_b
+    pa = _reference_pops(a) if pop_a is None else pop_a
+    pb = _reference_pops(b) if pop_b is None else pop_b
     scores = _reference_scores(a, b, pa, pb)
     keep = scores >= t
     if self_join:
@@ -380,8 +385,8 @@ def dice_topk_reference(
     """
     query, b = _check_pair(query, b)
     t = _check_threshold(threshold)
-    pq = np.bitwise_count(query).sum(axis=1, dtype=np.int32)
-    pb = np.bitwise_count(b).sum(axis=1, dtype=np.int32) if pop_b is None else pop_b
+    pq = _reference_pops(query)
+    pb = _reference_pops(b) if pop_b is None else pop_b
     scores = _reference_scores(query, b, pq, pb)
     qs: list[NDArray[np.int64]] = []
     js: list[NDArray[np.int64]] = []
