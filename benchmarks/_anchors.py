@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matcher.evaluate import true_pairs
+from matcher.evaluate import pair_quality, true_pairs
 
 __all__ = [
     "ANONLINK_THRESHOLDS",
@@ -82,22 +82,7 @@ _KDF_SALT = (
 # --------------------------------------------------------------------------- scoring
 def score(predicted: Iterable[Pair], truth: set[Pair], seconds: float) -> dict[str, Any]:
     """Precision, recall and F1 over cross-force pairs, in evaluate_frame's form."""
-    pred = {(min(a, b), max(a, b)) for a, b in predicted}
-    tp = len(pred & truth)
-    fp = len(pred - truth)
-    fn = len(truth - pred)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "precision": round(precision, 6),
-        "recall": round(recall, 6),
-        "f1": round(f1, 6),
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "seconds": round(seconds, 3),
-    }
+    return {**pair_quality(predicted, truth), "seconds": round(seconds, 3)}
 
 
 # --------------------------------------------------------------------------- plaintext

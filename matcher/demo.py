@@ -57,7 +57,7 @@ def _fresh(out: Path) -> None:
 def run_offline(out: Path) -> dict[str, float]:
     """Keys, four forces encode separately, link, score against the demo's truth."""
     from matcher.datasets import build_multiforce
-    from matcher.evaluate import true_pairs
+    from matcher.evaluate import pair_quality, true_pairs
 
     _fresh(out)
     keys = out / "keys"
@@ -88,19 +88,17 @@ def run_offline(out: Path) -> dict[str, float]:
         ref_to_id.update(zip(refs.record_ref, refs.id, strict=True))
     pairs = pd.read_csv(links, dtype={"record_ref_a": str, "record_ref_b": str})
     row_of = {rid: k for k, rid in enumerate(df.reset_index(drop=True).id)}
-    predicted = {
-        tuple(sorted((row_of[ref_to_id[a]], row_of[ref_to_id[b]])))
+    predicted = [
+        (row_of[ref_to_id[a]], row_of[ref_to_id[b]])
         for a, b in zip(pairs.record_ref_a, pairs.record_ref_b, strict=True)
-    }
+    ]
     truth = true_pairs(df.reset_index(drop=True), "force", "person")
-    tp = len(predicted & truth)
-    precision = tp / max(len(predicted), 1)
-    recall = tp / max(len(truth), 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    q = pair_quality(predicted, truth)
+    precision, recall, f1, tp = q["precision"], q["recall"], q["f1"], q["tp"]
     _say("quality over cross-force record pairs")
     print(
         f"  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}  "
-        f"({tp} of {len(truth)} true pairs found, {len(predicted) - tp} false; "
+        f"({tp} of {len(truth)} true pairs found, {q['fp']} false; "
         f"linking took {seconds:.1f} s)"
     )
     return {"precision": precision, "recall": recall, "f1": f1}

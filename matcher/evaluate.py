@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,11 +26,9 @@ from matcher.keys import LinkageSecret
 from matcher.linkage import DEFAULT_THRESHOLD, link_batches
 from matcher.schema import LinkageSchema, default_schema
 
-__all__ = ["EVALUATE_COLUMNS", "QualityReport", "evaluate_frame", "true_pairs"]
+__all__ = ["EVALUATE_COLUMNS", "QualityReport", "evaluate_frame", "pair_quality", "true_pairs"]
 
 EVALUATE_COLUMNS = ("forename", "surname", "date_of_birth", "sex", "postcode", "address", "town")
-# Used when present; the labelled file need not have them.
-OPTIONAL_COLUMNS = ("middle_names", "aliases")
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,28 @@ def true_pairs(df: pd.DataFrame, force_column: str, truth_column: str) -> set[tu
     return out
 
 
+def pair_quality(
+    predicted: Iterable[tuple[int, int]], truth: set[tuple[int, int]]
+) -> dict[str, Any]:
+    """Precision, recall, F1, tp, fp and fn of ``predicted`` pairs against ``truth``
+    (pairs in either order; ``truth`` as ordered by :func:`true_pairs`)."""
+    pred = {(min(a, b), max(a, b)) for a, b in predicted}
+    tp = len(pred & truth)
+    fp = len(pred - truth)
+    fn = len(truth - pred)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 6),
+        "recall": round(recall, 6),
+        "f1": round(f1, 6),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
 def evaluate_frame(
     df: pd.DataFrame,
     *,
@@ -94,7 +115,9 @@ def evaluate_frame(
     secret = LinkageSecret(epoch=1, secret=secrets.token_bytes(32))
     batches = []
     ref_to_row: dict[str, int] = {}
-    columns = list(EVALUATE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df]
+    # The schema's other columns (middle names, aliases) are used when the file has them.
+    extra = [c for c in schema.input_columns if c in df and c not in EVALUATE_COLUMNS]
+    columns = list(EVALUATE_COLUMNS) + extra
     # Forces get neutral codes here: the labelled file's names need not be valid codes, and
     # two names that clean to the same code must not merge into one force.
     for k, (_, part) in enumerate(df.groupby(df[force_column].astype(str), sort=False)):
@@ -115,22 +138,10 @@ def evaluate_frame(
             strict=True,
         )
     }
-    truth = true_pairs(df, force_column, truth_column)
-    tp = len(predicted & truth)
-    fp = len(predicted - truth)
-    fn = len(truth - predicted)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    figures = pair_quality(predicted, true_pairs(df, force_column, truth_column))
     return QualityReport(
-        precision=round(precision, 6),
-        recall=round(recall, 6),
-        f1=round(f1, 6),
-        tp=tp,
-        fp=fp,
-        fn=fn,
+        **figures,
         records=len(df),
         forces=len(batches),
         seconds=round(time.perf_counter() - t0, 3),
     )
-
