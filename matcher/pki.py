@@ -32,7 +32,6 @@ from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
 
-import numpy as np
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from matcher.batch import EncodedBatch
 from matcher.errors import AuthError, InputError, KeyringError
 from matcher.keys import write_private_file
+from matcher.store._model import pack_record_columns
 
 __all__ = [
     "ROLES",
@@ -369,14 +369,7 @@ def batch_digest(batch: EncodedBatch) -> bytes:
         batch.filter_bits,
         len(batch),
     )
-    counts = np.fromiter((len(t) for t in batch.blocking_tokens), dtype="<u4", count=len(batch))
-    flat = np.concatenate(batch.blocking_tokens) if len(batch) else np.zeros(0)
-    d.update(
-        batch.record_refs,
-        np.ascontiguousarray(batch.filters, dtype="<u8").tobytes(),
-        counts.tobytes(),
-        flat.astype("<u8").tobytes(),
-    )
+    d.update(batch.record_refs, *pack_record_columns(batch))
     return d.digest()
 
 

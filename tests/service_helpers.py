@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from matcher.audit import create_audit_key
 from matcher.batch import EncodedBatch
@@ -17,6 +18,16 @@ from matcher.pki import create_ca, issue_client_cert, issue_server_cert, load_si
 from matcher.schema import default_schema
 from matcher.service import MatcherClient, MatcherServer, ServiceConfig, create_server
 from matcher.service.config import write_accepted
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL, once per backend (import it into a test module to use it)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
 
 FORCES = ("F01", "F02", "F03")
 ROLES = ("submitter", "assessor", "auditor", "admin")

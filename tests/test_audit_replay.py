@@ -29,6 +29,10 @@ from matcher.scoring import default_model
 from matcher.service.matching import RecordIndex, search
 from matcher.store import BatchEvent, Store, open_store
 
+import service_helpers
+
+store_url = service_helpers.store_url  # the shared per-backend fixture
+
 HIT: dict[str, Any] = {
     "subject": 0,
     "force": "02",
@@ -203,14 +207,6 @@ def scenario(store_url: str) -> tuple[int, int]:
     log.close()
     store.close()
     return 5, hits
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 def test_replay_matches_after_restarts_submissions_and_retractions(store_url: str) -> None:

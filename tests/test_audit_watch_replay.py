@@ -35,7 +35,10 @@ from matcher.service import AlertEvent, WatchStarted
 from matcher.service.core import Query, query_digest
 from matcher.store import open_store
 
+import service_helpers
 from service_helpers import client, encode, make_keyring, people, running, submit
+
+store_url = service_helpers.store_url  # the shared per-backend fixture
 
 Items = list[AuditEntry | Checkpoint]
 
@@ -43,14 +46,6 @@ Items = list[AuditEntry | Checkpoint]
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_keyring(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 def _stream(

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from matcher.errors import AuditError, StoreError
 
@@ -146,7 +146,59 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
-class _SQLiteStore:
+class _SqlStore:
+    """The queries both backends share; ``_P`` is the driver's parameter placeholder."""
+
+    _P: ClassVar[str]
+    _conn: Any
+    _lock: threading.RLock
+    _error: type[Exception]
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock, _db_errors(self._error):
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def head(self) -> tuple[int, str | None]:
+        rows = self._query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, None)
+
+    def last_checkpoint(self) -> tuple[int, str] | None:
+        rows = self._query("SELECT seq, body FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def insert_entry(self, seq: int, time: str, hash: str, body: str) -> None:
+        p = self._P
+        self._conn.execute(
+            f"INSERT INTO audit_entries (seq, time, hash, body) VALUES ({p}, {p}, {p}, {p})",
+            (seq, time, hash, body),
+        )
+
+    def entries(self, after: int, limit: int) -> list[tuple[int, str]]:
+        p = self._P
+        rows = self._query(
+            f"SELECT seq, body FROM audit_entries WHERE seq > {p} ORDER BY seq LIMIT {p}",
+            (after, limit),
+        )
+        return [(int(s), str(b)) for s, b in rows]
+
+    def checkpoints(self, lo: int, hi: int) -> list[tuple[int, str]]:
+        p = self._P
+        rows = self._query(
+            f"SELECT seq, body FROM audit_checkpoints WHERE seq BETWEEN {p} AND {p}"
+            " ORDER BY seq, id",
+            (lo, hi),
+        )
+        return [(int(s), str(b)) for s, b in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _SQLiteStore(_SqlStore):
+    _P = "?"
+    _error = sqlite3.Error
+
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,46 +226,10 @@ class _SQLiteStore:
                 raise
             self._conn.execute("COMMIT")
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock, _db_errors(sqlite3.Error):
-            return self._conn.execute(sql, params).fetchall()
-
-    def head(self) -> tuple[int, str | None]:
-        rows = self._query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, None)
-
-    def last_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._query("SELECT seq, body FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
-    def insert_entry(self, seq: int, time: str, hash: str, body: str) -> None:
-        self._conn.execute(
-            "INSERT INTO audit_entries (seq, time, hash, body) VALUES (?, ?, ?, ?)",
-            (seq, time, hash, body),
-        )
-
     def insert_checkpoint(self, seq: int, time: str, body: str) -> None:
         self._conn.execute(
             "INSERT INTO audit_checkpoints (seq, time, body) VALUES (?, ?, ?)", (seq, time, body)
         )
-
-    def entries(self, after: int, limit: int) -> list[tuple[int, str]]:
-        rows = self._query(
-            "SELECT seq, body FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
-        return [(int(s), str(b)) for s, b in rows]
-
-    def checkpoints(self, lo: int, hi: int) -> list[tuple[int, str]]:
-        rows = self._query(
-            "SELECT seq, body FROM audit_checkpoints WHERE seq BETWEEN ? AND ? ORDER BY seq, id",
-            (lo, hi),
-        )
-        return [(int(s), str(b)) for s, b in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def _psycopg() -> Any:
@@ -226,7 +242,9 @@ def _psycopg() -> Any:
     return psycopg
 
 
-class _PostgresStore:
+class _PostgresStore(_SqlStore):
+    _P = "%s"
+
     def __init__(self, url: str) -> None:
         psycopg = _psycopg()
         try:
@@ -264,24 +282,6 @@ class _PostgresStore:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
             yield
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock, _db_errors(self._error):
-            return list(self._conn.execute(sql, params).fetchall())
-
-    def head(self) -> tuple[int, str | None]:
-        rows = self._query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, None)
-
-    def last_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._query("SELECT seq, body FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
-    def insert_entry(self, seq: int, time: str, hash: str, body: str) -> None:
-        self._conn.execute(
-            "INSERT INTO audit_entries (seq, time, hash, body) VALUES (%s, %s, %s, %s)",
-            (seq, time, hash, body),
-        )
-
     def insert_checkpoint(self, seq: int, time: str, body: str) -> None:
         # No sequence object: the service role then needs no USAGE grant on one.
         self._conn.execute(
@@ -289,24 +289,6 @@ class _PostgresStore:
             " SELECT coalesce(max(id), 0) + 1, %s, %s, %s FROM audit_checkpoints",
             (seq, time, body),
         )
-
-    def entries(self, after: int, limit: int) -> list[tuple[int, str]]:
-        rows = self._query(
-            "SELECT seq, body FROM audit_entries WHERE seq > %s ORDER BY seq LIMIT %s",
-            (after, limit),
-        )
-        return [(int(s), str(b)) for s, b in rows]
-
-    def checkpoints(self, lo: int, hi: int) -> list[tuple[int, str]]:
-        rows = self._query(
-            "SELECT seq, body FROM audit_checkpoints WHERE seq BETWEEN %s AND %s ORDER BY seq, id",
-            (lo, hi),
-        )
-        return [(int(s), str(b)) for s, b in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 _BACKENDS: Final[dict[str, Callable[[str], AuditStore]]] = {

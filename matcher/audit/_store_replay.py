@@ -146,7 +146,7 @@ class StoreReplayer:
         return np.vstack(rows)
 
     def _service_search(self, snap: Snapshot, entry: AuditEntry) -> list[dict[str, Any]]:
-        from matcher.service.matching import search
+        from matcher.service.matching import result_dicts, search
 
         ev = entry.event
         if ev.config_hash and ev.config_hash != self.model.fingerprint:
@@ -164,18 +164,7 @@ class StoreReplayer:
             max_results=int(details.get("max_results", 10)),
             threshold=float(details.get("candidate_threshold", 0.5)),
         )
-        return [
-            {
-                "subject": i,
-                "force": r.force,
-                "record_ref": r.record_ref,
-                "score": r.score,
-                "band": r.band,
-                "agreement": list(r.agreement),
-            }
-            for i, rs in enumerate(found)
-            for r in rs
-        ]
+        return result_dicts(found)
 
     # -- watches -----------------------------------------------------------------------
     def replay_watches(self, watches: Sequence[WatchLog]) -> dict[str, WatchReplay | str]:

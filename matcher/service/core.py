@@ -25,7 +25,7 @@ from matcher.pki import ForceKeyRegistry, Identity, batch_digest
 from matcher.scoring import MatchModel, default_model
 from matcher.service.auth import current_note
 from matcher.service.config import PURPOSES, ServiceConfig
-from matcher.service.matching import MatchResult, RecordIndex, search
+from matcher.service.matching import MatchResult, RecordIndex, result_dicts, search
 from matcher.service.quotas import Quotas
 from matcher.service.watches import WatchHub
 from matcher.store import AlertRecord, AppendResult, BatchEvent, Store, WatchRecord, check_id
@@ -254,18 +254,7 @@ class MatcherCore:
         note.set(
             store_version=snap.version,
             config_hash=self.model.fingerprint,
-            results=[
-                {
-                    "subject": i,
-                    "force": r.force,
-                    "record_ref": r.record_ref,
-                    "score": r.score,
-                    "band": r.band,
-                    "agreement": list(r.agreement),
-                }
-                for i, rs in enumerate(found)
-                for r in rs
-            ],
+            results=result_dicts(found),
         )
         note.details.update(
             subjects=len(q.subject_ids),

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +38,7 @@ __all__ = [
     "MatchResult",
     "RecordIndex",
     "Snapshot",
+    "result_dicts",
     "score_pairs",
     "search",
 ]
@@ -53,6 +55,22 @@ class MatchResult:
     score: float
     band: str
     agreement: tuple[int, ...]
+
+
+def result_dicts(found: Sequence[Sequence[MatchResult]]) -> list[dict[str, Any]]:
+    """The audit form of :func:`search`'s answer: one dict per match, subjects numbered."""
+    return [
+        {
+            "subject": i,
+            "force": r.force,
+            "record_ref": r.record_ref,
+            "score": r.score,
+            "band": r.band,
+            "agreement": list(r.agreement),
+        }
+        for i, rs in enumerate(found)
+        for r in rs
+    ]
 
 
 @dataclass(frozen=True)

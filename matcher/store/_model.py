@@ -23,6 +23,7 @@ __all__ = [
     "check_id",
     "check_refs",
     "pack_columns",
+    "pack_record_columns",
     "unpack_refs",
     "unpack_tokens",
 ]
@@ -80,13 +81,17 @@ class PackedColumns:
     tokens: bytes
 
 
-def pack_columns(batch: EncodedBatch) -> PackedColumns:
-    """Validate a batch's references and pack its columns (little-endian)."""
-    refs = check_refs(batch.record_refs)
+def pack_record_columns(batch: EncodedBatch) -> tuple[bytes, bytes, bytes]:
+    """A batch's filters, ``<u4`` token counts and ``<u8`` tokens as bytes (no validation)."""
     counts = np.fromiter((len(t) for t in batch.blocking_tokens), dtype="<u4", count=len(batch))
     flat = (np.concatenate(batch.blocking_tokens) if len(batch) else np.zeros(0)).astype("<u8")
     filters = np.ascontiguousarray(batch.filters, dtype="<u8")
-    return PackedColumns(refs, filters.tobytes(), counts.tobytes(), flat.tobytes())
+    return filters.tobytes(), counts.tobytes(), flat.tobytes()
+
+
+def pack_columns(batch: EncodedBatch) -> PackedColumns:
+    """Validate a batch's references and pack its columns (little-endian)."""
+    return PackedColumns(check_refs(batch.record_refs), *pack_record_columns(batch))
 
 
 @dataclass(frozen=True)
