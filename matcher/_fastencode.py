@@ -4,10 +4,12 @@ Encoding works on *distinct values*, not rows: a column is factorised, each dist
 value is normalised once, each distinct normalised value of a field gets its segment bits
 once (a row of a per-field table), and the rows of the filter array are filled from the
 tables (:func:`fill_segment`). The per-record steps are numba kernels: the filling, the
-reading of common date layouts (:func:`parse_dates`), the keyed record seed (SipHash-2-4
-over the record's value ids), the randomized-response bit flips, and the blocking tokens
-(SipHash-2-4 over a token's components). Token positions come from keyed BLAKE2b-512, one
-compression per token after the key block (:func:`b2_digests_masks`, equal to hashlib's).
+keyed record seed (SipHash-2-4 over the record's value ids) and the blocking tokens
+(SipHash-2-4 over a token's components); the value ids, soundex codes and
+randomized-response flips are in :mod:`matcher.encoding._fastblock`, the reading of
+columns in :mod:`matcher.encoding._textnorm`, ``_postcodes`` and ``_dates``. Token
+positions come from keyed BLAKE2b-512, one compression per token after the key block
+(:func:`b2_digests_masks`, equal to hashlib's).
 
 Why SipHash and splitmix64: SipHash-2-4 is a keyed pseudo-random function (128-bit key
 from HKDF), so a record's seed and a blocking token are unpredictable without the key even
@@ -27,7 +29,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
@@ -37,11 +38,9 @@ from matcher import normalise as nz
 __all__ = [
     "Token",
     "block_token_kernel",
-    "flip_bits",
     "qgrams",
-    "siphash_rows",
+    "siphash_columns",
     "sipkey",
-    "value_ids",
     "value_tokens",
     "word_bigram_identity",
 ]
@@ -121,34 +120,6 @@ def value_words(kind: str, value: Any) -> list[str]:
     return str(value).split()
 
 
-def value_text(value: Any) -> str:
-    """A normalised value as text, for its 64-bit id (record seeds and blocking)."""
-    if isinstance(value, tuple):
-        if value and isinstance(value[0], int):
-            y, m, d = value
-            return f"{y:04d}{m:02d}{d:02d}"
-        return "\x1f".join(value)
-    if isinstance(value, nz.Postcode):
-        return value.full
-    return str(value)
-
-
-def value_ids(values: list[Any]) -> U64:
-    """Stable (unkeyed) 64-bit ids of distinct values; a keyed PRF is applied on top."""
-    if not values:
-        return np.zeros(0, dtype=np.uint64)
-    first = values[0]
-    if isinstance(first, tuple) and first and isinstance(first[0], int):  # dates
-        ids: U64 = np.array(values, dtype=np.uint64).reshape(-1, 3) @ np.array(
-            [10_000, 100, 1], dtype=np.uint64
-        )
-        return ids + np.uint64(1 << 40)
-    texts = values if isinstance(first, str) else [value_text(v) for v in values]
-    ids = pd.util.hash_array(np.array(texts, dtype=object), categorize=False).astype(np.uint64)
-    ids[ids == 0] = 1  # 0 means "missing"
-    return ids
-
-
 def sipkey(key: bytes) -> tuple[np.uint64, np.uint64]:
     """The two 64-bit halves of a 128-bit SipHash key taken from a derived key."""
     return (
@@ -183,96 +154,120 @@ def _sipround(v0, v1, v2, v3):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _siphash(k0, k1, msg, m):  # type: ignore[no-untyped-def]
-    """SipHash-2-4 of the first ``m`` little-endian 64-bit words of ``msg``."""
+def _siphash_columns(k0, k1, cols):  # type: ignore[no-untyped-def]
+    # Word by word over all messages (the four state words of each message kept in
+    # arrays): the inner loop has no branches, so the compiler hashes several messages
+    # at once, several times faster than one message at a time.
+    m, n = cols.shape
+    v0 = np.full(n, k0 ^ np.uint64(0x736F6D6570736575), dtype=np.uint64)
+    v1 = np.full(n, k1 ^ np.uint64(0x646F72616E646F6D), dtype=np.uint64)
+    v2 = np.full(n, k0 ^ np.uint64(0x6C7967656E657261), dtype=np.uint64)
+    v3 = np.full(n, k1 ^ np.uint64(0x7465646279746573), dtype=np.uint64)
+    length = np.uint64((8 * m) & 0xFF) << np.uint64(56)  # the final block: the length
+    for i in range(m + 1):
+        for r in range(n):
+            w = cols[i, r] if i < m else length
+            a0, a1, a2, a3 = _sipround(v0[r], v1[r], v2[r], v3[r] ^ w)
+            a0, a1, a2, a3 = _sipround(a0, a1, a2, a3)
+            v0[r] = a0 ^ w
+            v1[r] = a1
+            v2[r] = a2
+            v3[r] = a3
+    out = np.empty(n, dtype=np.uint64)
+    for r in range(n):
+        a0, a1, a2, a3 = v0[r], v1[r], v2[r] ^ np.uint64(0xFF), v3[r]
+        for _ in range(4):
+            a0, a1, a2, a3 = _sipround(a0, a1, a2, a3)
+        out[r] = a0 ^ a1 ^ a2 ^ a3
+    return out
+
+
+def siphash_columns(key: tuple[np.uint64, np.uint64], cols: U64) -> U64:
+    """SipHash-2-4 (keyed PRF) of each column of a ``(m, n)`` uint64 array: ``n``
+    messages of ``m`` little-endian 64-bit words."""
+    out: U64 = _siphash_columns(key[0], key[1], np.ascontiguousarray(cols, dtype=np.uint64))
+    return out
+
+
+@njit(cache=True, inline="always")
+def _sip3(k0, k1, a, b, c):  # type: ignore[no-untyped-def]
+    """SipHash-2-4 of the three words ``a, b, c`` (as :func:`siphash_columns`), over
+    scalars: a loop calling it without branches hashes several messages at once."""
     v0 = k0 ^ np.uint64(0x736F6D6570736575)
     v1 = k1 ^ np.uint64(0x646F72616E646F6D)
     v2 = k0 ^ np.uint64(0x6C7967656E657261)
     v3 = k1 ^ np.uint64(0x7465646279746573)
-    for i in range(m):
-        w = msg[i]
+    for w in (a, b, c, np.uint64(24) << np.uint64(56)):  # the last: the length, 24 bytes
         v3 ^= w
         v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
         v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
         v0 ^= w
-    b = np.uint64((8 * m) & 0xFF) << np.uint64(56)
-    v3 ^= b
-    v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-    v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-    v0 ^= b
     v2 ^= np.uint64(0xFF)
     for _ in range(4):
         v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
     return v0 ^ v1 ^ v2 ^ v3
 
 
-@njit(cache=True)
-def _siphash_rows(k0, k1, words):  # type: ignore[no-untyped-def]
-    n, m = words.shape
-    out = np.empty(n, dtype=np.uint64)
-    for r in range(n):
-        out[r] = _siphash(k0, k1, words[r], m)
-    return out
-
-
-def siphash_rows(key: tuple[np.uint64, np.uint64], words: U64) -> U64:
-    """SipHash-2-4 (keyed PRF) of each row of a ``(n, m)`` uint64 array."""
-    out: U64 = _siphash_rows(key[0], key[1], np.ascontiguousarray(words, dtype=np.uint64))
-    return out
-
-
-@njit(cache=True)
-def _flip(filters, seeds, nbits, p):  # type: ignore[no-untyped-def]
-    # Geometric gaps between flipped bits: each bit flips independently with probability p.
-    log_q = np.log1p(-p)
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    for r in range(filters.shape[0]):
-        # The seed is scrambled (a murmur3 finaliser, a bijection) before use as the
-        # splitmix64 state, so seeds in arithmetic progression (splitmix64's own step)
-        # do not give overlapping streams.
-        state = seeds[r]
-        state = (state ^ (state >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
-        state = (state ^ (state >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
-        state ^= state >> np.uint64(33)
-        pos = -1
-        while True:
-            state += golden
-            z = state
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z ^= z >> np.uint64(31)
-            u = (np.float64(z >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
-            gap = np.log(u) / log_q
-            if gap >= nbits:
-                break
-            pos += int(gap) + 1
-            if pos >= nbits:
-                break
-            filters[r, pos >> 6] ^= np.uint64(1) << np.uint64(pos & 63)
-
-
-def flip_bits(filters: U64, seeds: U64, flip_probability: float, *, copy: bool = True) -> U64:
-    """Flip each bit of each row with ``flip_probability``, from the row's splitmix64 stream.
-
-    ``copy=False``: flip a C-contiguous uint64 ``filters`` in place (and return it).
-    """
-    if copy or filters.dtype != np.uint64 or not filters.flags.c_contiguous:
-        out = np.array(filters, dtype=np.uint64, order="C", copy=True)
-    else:
-        out = filters
-    if flip_probability > 0.0 and len(out):
-        _flip(
-            out,
-            np.ascontiguousarray(seeds, dtype=np.uint64),
-            out.shape[1] * 64,
-            float(flip_probability),
-        )
-    return out
+@njit(cache=True, inline="always")
+def _sorted6(a0, a1, a2, a3, a4, a5):  # type: ignore[no-untyped-def]
+    """Six values in order, by an optimal sorting network (12 compare-exchanges)."""
+    a0, a5 = min(a0, a5), max(a0, a5)
+    a1, a3 = min(a1, a3), max(a1, a3)
+    a2, a4 = min(a2, a4), max(a2, a4)
+    a1, a2 = min(a1, a2), max(a1, a2)
+    a3, a4 = min(a3, a4), max(a3, a4)
+    a0, a3 = min(a0, a3), max(a0, a3)
+    a2, a5 = min(a2, a5), max(a2, a5)
+    a0, a1 = min(a0, a1), max(a0, a1)
+    a2, a3 = min(a2, a3), max(a2, a3)
+    a4, a5 = min(a4, a5), max(a4, a5)
+    a1, a2 = min(a1, a2), max(a1, a2)
+    a3, a4 = min(a3, a4), max(a3, a4)
+    return a0, a1, a2, a3, a4, a5
 
 
 @njit(cache=True)
 def _block_tokens(k0, k1, types, yob, fn, sn, root, dsk, pc, oth, oth_off, oth_codes):  # type: ignore[no-untyped-def]
+    """Each record's tokens, sorted and without repeats: ``flat[cap[r] : cap[r] + counts[r]]``.
+
+    The six fixed tokens of every record are hashed first in a loop without branches,
+    which the compiler runs several records at a time (a token that does not apply is
+    hashed anyway and replaced by ``big``); a second loop sorts each record's six with a
+    sorting network and drops repeats and those not applying, also without branches.
+    Records with other names (and a year of birth) take a plain path.
+    """
     n = yob.shape[0]
+    zero = np.uint64(0)
+    big = np.uint64(0xFFFFFFFFFFFFFFFF)
+    tok = np.empty((n, 6), dtype=np.uint64)
+    valid = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        y, f, s, ro, d, q = yob[r], fn[r], sn[r], root[r], dsk[r], pc[r]
+        # the pair token: the first two of the name codes present
+        c0 = f if f != zero else (s if s != zero else ro)
+        c1 = (s if s != zero else ro) if f != zero else (ro if s != zero else zero)
+        h0 = _sip3(k0, k1, types[0], f, y)
+        h1 = _sip3(k0, k1, types[0], s, y)
+        h2 = _sip3(k0, k1, types[0], ro, y)
+        h3 = _sip3(k0, k1, types[1], min(c0, c1), max(c0, c1))
+        h4 = _sip3(k0, k1, types[2], d, zero)
+        h5 = _sip3(k0, k1, types[3], q, zero)
+        ok0 = (y != zero) & (f != zero)
+        ok1 = (y != zero) & (s != zero)
+        ok2 = (y != zero) & (ro != zero)
+        ok3 = c1 != zero
+        ok4 = d != zero
+        ok5 = q != zero
+        tok[r, 0] = h0 if ok0 else big
+        tok[r, 1] = h1 if ok1 else big
+        tok[r, 2] = h2 if ok2 else big
+        tok[r, 3] = h3 if ok3 else big
+        tok[r, 4] = h4 if ok4 else big
+        tok[r, 5] = h5 if ok5 else big
+        valid[r] = (
+            np.int64(ok0) + np.int64(ok1) + np.int64(ok2)
+            + np.int64(ok3) + np.int64(ok4) + np.int64(ok5)
+        )  # fmt: skip
     cap = np.zeros(n + 1, dtype=np.int64)
     for r in range(n):
         c = 6
@@ -281,63 +276,47 @@ def _block_tokens(k0, k1, types, yob, fn, sn, root, dsk, pc, oth, oth_off, oth_c
         cap[r + 1] = cap[r] + c
     flat = np.empty(cap[n], dtype=np.uint64)
     counts = np.zeros(n, dtype=np.int64)
-    msg = np.empty(3, dtype=np.uint64)
-    codes = np.empty(3, dtype=np.uint64)
-    zero = np.uint64(0)
     for r in range(n):
         start = cap[r]
-        c = 0
-        y = yob[r]
-        nc = 0
-        for v in (fn[r], sn[r], root[r]):
-            if v != zero:
-                codes[nc] = v
-                nc += 1
-        if y != zero:
-            for i in range(nc):
-                msg[0] = types[0]
-                msg[1] = codes[i]
-                msg[2] = y
-                flat[start + c] = _siphash(k0, k1, msg, 3)
+        # Sorted, the tokens that apply come first (a real token equal to ``big`` is
+        # among the ``valid`` first too, since it sorts with the fillers).
+        a0, a1, a2, a3, a4, a5 = tok[r, 0], tok[r, 1], tok[r, 2], tok[r, 3], tok[r, 4], tok[r, 5]
+        v = valid[r]
+        if oth[r] >= 0 and yob[r] != zero:  # with other names: the plain way
+            c = 6
+            for j in range(oth_off[oth[r]], oth_off[oth[r] + 1]):
+                flat[start + c] = _sip3(k0, k1, types[0], oth_codes[j], yob[r])
                 c += 1
-            if oth[r] >= 0:
-                for j in range(oth_off[oth[r]], oth_off[oth[r] + 1]):
-                    msg[0] = types[0]
-                    msg[1] = oth_codes[j]
-                    msg[2] = y
-                    flat[start + c] = _siphash(k0, k1, msg, 3)
-                    c += 1
-        if nc >= 2:
-            msg[0] = types[1]
-            msg[1] = min(codes[0], codes[1])
-            msg[2] = max(codes[0], codes[1])
-            flat[start + c] = _siphash(k0, k1, msg, 3)
-            c += 1
-        if dsk[r] != zero:
-            msg[0] = types[2]
-            msg[1] = dsk[r]
-            msg[2] = zero
-            flat[start + c] = _siphash(k0, k1, msg, 3)
-            c += 1
-        if pc[r] != zero:
-            msg[0] = types[3]
-            msg[1] = pc[r]
-            msg[2] = zero
-            flat[start + c] = _siphash(k0, k1, msg, 3)
-            c += 1
-        # sorted and without repeats, as a set of tokens (insertion sort: a handful each)
-        for i in range(start + 1, start + c):
-            v = flat[i]
-            j = i - 1
-            while j >= start and flat[j] > v:
-                flat[j + 1] = flat[j]
-                j -= 1
-            flat[j + 1] = v
-        k = 0
-        for i in range(start, start + c):
-            if k == 0 or flat[i] != flat[start + k - 1]:
-                flat[start + k] = flat[i]
-                k += 1
+            for i in range(6):
+                flat[start + i] = tok[r, i]
+            for i in range(start + 1, start + c):  # insertion sort: a handful each
+                x = flat[i]
+                j = i - 1
+                while j >= start and flat[j] > x:
+                    flat[j + 1] = flat[j]
+                    j -= 1
+                flat[j + 1] = x
+            k = 0
+            for i in range(start, start + v + c - 6):
+                if k == 0 or flat[i] != flat[start + k - 1]:
+                    flat[start + k] = flat[i]
+                    k += 1
+            counts[r] = k
+            continue
+        a0, a1, a2, a3, a4, a5 = _sorted6(a0, a1, a2, a3, a4, a5)
+        # write each, moving on only past a new token that applies
+        flat[start] = a0
+        k = int(v > 0)
+        flat[start + k] = a1
+        k += int((a1 != a0) & (v > 1))
+        flat[start + k] = a2
+        k += int((a2 != a1) & (v > 2))
+        flat[start + k] = a3
+        k += int((a3 != a2) & (v > 3))
+        flat[start + k] = a4
+        k += int((a4 != a3) & (v > 4))
+        flat[start + k] = a5
+        k += int((a5 != a4) & (v > 5))
         counts[r] = k
     return flat, cap, counts
 
@@ -452,12 +431,17 @@ def utf8_blob(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
 
 
 def bigram_masks(
-    texts: list[str], table: U64, *, numbers: bool
+    texts: list[str],
+    table: U64,
+    *,
+    numbers: bool,
+    blob: tuple[NDArray[np.uint8], NDArray[np.int64]] | None = None,
 ) -> tuple[U64, NDArray[np.int64], NDArray[np.bool_]]:
-    """Masks of q=2 texts from a bigram table (see :func:`_bigram_masks`)."""
-    blob, starts = utf8_blob(texts)
+    """Masks of q=2 texts from a bigram table (see :func:`_bigram_masks`); ``blob``: the
+    texts as :func:`utf8_blob` gives them, if at hand."""
+    data, starts = utf8_blob(texts) if blob is None else blob
     out: tuple[U64, NDArray[np.int64], NDArray[np.bool_]] = _bigram_masks(
-        blob, starts, _CHAR_INDEX, table, numbers
+        data, starts, _CHAR_INDEX, table, numbers
     )
     return out
 
@@ -716,87 +700,6 @@ def digit_messages(
     if suffix:
         out[:, at:] = np.frombuffer(suffix, dtype=np.uint8)
     return out.reshape(-1), np.arange(n + 1, dtype=np.int64) * width
-
-
-# --------------------------------------------------------------------------- dates
-@njit(cache=True, inline="always")
-def _digits(row, a, b):  # type: ignore[no-untyped-def]
-    v = 0
-    for j in range(a, b):
-        ch = row[j]
-        if ch < 48 or ch > 57:
-            return -1
-        v = v * 10 + (ch - 48)
-    return v
-
-
-@njit(cache=True, inline="always")
-def _is_sep(ch, space):  # type: ignore[no-untyped-def]
-    return ch == 45 or ch == 47 or ch == 46 or (space and ch == 32)
-
-
-@njit(cache=True)
-def _date_kernel(c, month_keys, month_values):  # type: ignore[no-untyped-def]
-    n, w = c.shape
-    ok = np.zeros(n, dtype=np.bool_)
-    ymd = np.zeros((n, 3), dtype=np.int64)
-    for i in range(n):
-        row = c[i]
-        ln = w
-        for j in range(w):
-            if row[j] == 0:
-                ln = j
-                break
-        y = m = d = -1
-        swap = False
-        if ln == 8:
-            y, m, d = _digits(row, 0, 4), _digits(row, 4, 6), _digits(row, 6, 8)
-        elif ln == 10 and _is_sep(row[4], False) and row[7] == row[4]:
-            y, m, d = _digits(row, 0, 4), _digits(row, 5, 7), _digits(row, 8, 10)
-            swap = True
-        elif ln == 10 and _is_sep(row[2], False) and row[5] == row[2]:
-            d, m, y = _digits(row, 0, 2), _digits(row, 3, 5), _digits(row, 6, 10)
-            swap = True
-        elif ln == 11 and _is_sep(row[2], True) and _is_sep(row[6], True):
-            d, y = _digits(row, 0, 2), _digits(row, 7, 11)
-            key = 0
-            for j in range(3, 6):
-                ch = row[j] | 0x20
-                if ch < 97 or ch > 122:
-                    key = -1
-                    break
-                key = key * 256 + ch
-            if key >= 0:
-                for k in range(month_keys.shape[0]):
-                    if month_keys[k] == key:
-                        m = month_values[k]
-        if y < 0 or m < 0 or d < 0:
-            continue
-        if swap and m > 12 and d <= 12:
-            m, d = d, m
-        if 1850 <= y <= 2100 and 1 <= m <= 12 and 1 <= d <= 31:
-            ok[i] = True
-            ymd[i, 0] = y
-            ymd[i, 1] = m
-            ymd[i, 2] = d
-    return ok, ymd
-
-
-def parse_dates(
-    codes: NDArray[np.uint32], months: dict[str, int]
-) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """``ok, ymd`` of texts as code points ``(n, w)`` (0 past the end): ``yyyymmdd``,
-    ``yyyy-mm-dd``, ``dd-mm-yyyy`` (``-``, ``/`` or ``.``; a month over 12 with a day up
-    to 12 is taken as swapped) and ``dd-Mon-yyyy`` (also with spaces; ``months`` maps
-    three-letter lower-case names), read as :func:`matcher.normalise.parse_date` reads
-    them; the rest (and out-of-range values) are not ``ok``."""
-    keys = [k for k in months if len(k) == 3 and k.isascii() and k.isalpha()]
-    mk = np.array([(ord(k[0]) << 16) | (ord(k[1]) << 8) | ord(k[2]) for k in keys], np.int64)
-    mv = np.array([months[k] for k in keys], dtype=np.int64)
-    out: tuple[NDArray[np.bool_], NDArray[np.int64]] = _date_kernel(
-        np.ascontiguousarray(codes, dtype=np.uint32), mk, mv
-    )
-    return out
 
 
 # --------------------------------------------------------------------------- filling

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
 from matcher.batch import EncodedBatch
+from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import (
     OTHER_NAME_COLUMNS,
     FieldIssue,
@@ -50,7 +51,7 @@ from matcher.encoding._columns import (
     _normalise_columns,
     normalise_frame,
 )
-from matcher.encoding._encoder import Encoder, _name_code, _root_code, harden
+from matcher.encoding._encoder import Encoder, forename_roots, harden
 from matcher.errors import InputError
 from matcher.keys import LinkageSecret
 from matcher.schema import LinkageSchema
@@ -112,23 +113,38 @@ def _value_ids(col: _Column | None, n: int) -> U64:
     if col is None:
         return np.zeros(n, dtype=np.uint64)
     if col.ids is None:
-        if col.ymd is not None:  # as fe.value_ids for dates
+        if col.ymd is not None:  # as fb.value_ids for dates
             dates = col.ymd.astype(np.uint64) @ np.array([10_000, 100, 1], dtype=np.uint64)
             vids = dates + np.uint64(1 << 40)
+        elif col.blob is not None:  # the values' text, as fb.value_ids reads it
+            vids = fb.text_ids(*col.blob)
         else:
-            vids = fe.value_ids(col.values)
+            vids = fb.value_ids(col.values)
         col.ids = np.append(vids, np.uint64(0))
     out: U64 = col.ids[col.codes]
     return out
 
 
-def _per_value(col: _Column | None, n: int, fn: Callable[[Any], int]) -> U64:
-    """A uint64 per row computed once per distinct value (0 where missing)."""
+def _record_seeds(enc: Encoder, schema: LinkageSchema, cols: dict[str, _Column], n: int) -> U64:
+    """Each record's keyed noise seed: SipHash of its value ids, one word per column."""
+    ids = np.stack([_value_ids(cols.get(c), n) for c in schema.input_columns])
+    return fe.siphash_columns(enc.rr_key, ids)
+
+
+def _per_value(
+    col: _Column | None, n: int, fn: Callable[[list[Any], Any], U64], *, blob: bool = False
+) -> U64:
+    """A uint64 per row, ``fn`` of the distinct values (and, with ``blob``, of their
+    bytes; 0 where missing)."""
     if col is None:
         return np.zeros(n, dtype=np.uint64)
-    table = np.array([*map(fn, col.values), 0], dtype=np.uint64)
+    table = np.append(fn(col.values, col.blob if blob else None), np.uint64(0))
     out: U64 = table[col.codes]
     return out
+
+
+def _root_codes(forenames: list[str], _: Any = None) -> U64:
+    return fb.root_codes(forename_roots(forenames))
 
 
 def _blocking(
@@ -156,17 +172,17 @@ def _blocking(
         yob[present] = ymd[dob.codes[present], 0]
         ds = ymd[:, 0] * np.uint64(10_000) + lo * np.uint64(100) + hi
         dsk[present] = ds[dob.codes[present]]
-    other = [_name_code(x) for v in ovalues for x in v]  # a normalised name: one space
+    other = fb.name_codes([x for v in ovalues for x in v])
     parts: dict[str, NDArray[Any]] = {
         "yob": yob,
         "dsk": dsk,
-        "fn": _per_value(cols.get("forename"), n, _name_code),
-        "root": _per_value(cols.get("forename"), n, _root_code),
-        "sn": _per_value(cols.get("surname"), n, _name_code),
+        "fn": _per_value(cols.get("forename"), n, fb.name_codes, blob=True),
+        "root": _per_value(cols.get("forename"), n, _root_codes),
+        "sn": _per_value(cols.get("surname"), n, fb.name_codes, blob=True),
         "pc": _value_ids(cols.get("postcode"), n),
         "oth": ocodes.astype(np.int64),
         "oth_off": off,
-        "oth_codes": np.array(other, dtype=np.uint64),
+        "oth_codes": other,
     }
     types = np.arange(1, 5, dtype=np.uint64)  # NY, NN, DS, P
     return fe.block_token_kernel(enc.block_key, types, parts)
@@ -187,19 +203,19 @@ def _encode_slice(
     )
     for spec, seg in zip(schema.fields, schema.segments, strict=True):
         codes, values = _field_column(spec, cols, n, memo)
+        col = cols.get(spec.columns[0])
+        blob = col.blob if col is not None and len(spec.columns) == 1 else None
         if hard.salt_field and spec.domain == "name":
             codes, values, vsalts = _salted(codes, values, salt_row, salts)
+            blob = None  # the values are (value, salt) pairs now
         else:
             vsalts = [""] * len(values)
-        col = cols.get(spec.columns[0])
         ymd = col.ymd if spec.kind == "date" and col is not None else None
-        table = enc.field_table(spec, values, vsalts, ymd=ymd)
+        table = enc.field_table(spec, values, vsalts, ymd=ymd, blob=blob)
         fe.fill_segment(filters, table, codes, seg.word_offset)
     if hard.mode != "none" and hard.flip_probability > 0.0:
-        ids = np.stack([_value_ids(cols.get(c), n) for c in schema.input_columns], axis=1)
-        filters = harden(
-            filters, fe.siphash_rows(enc.rr_key, ids), hard.mode, hard.flip_probability, copy=False
-        )
+        seeds = _record_seeds(enc, schema, cols, n)
+        filters = harden(filters, seeds, hard.mode, hard.flip_probability, copy=False)
     return filters, _blocking(enc, cols, n, memo), issues
 
 
@@ -340,20 +356,20 @@ def _encoder(schema: LinkageSchema, secret: LinkageSecret) -> Encoder:
 def clear_caches() -> None:
     """Forget every cached normalised value and token position in this process.
 
-    The caches speed up a long-running encoder that sees the same names, towns and address
-    words batch after batch (they are bounded, but can reach a few hundred MB); call this
-    to release them, or to measure a first encoding honestly.
+    The caches speed up a long-running encoder that sees the same values batch after
+    batch (they are bounded, but can reach a few hundred MB); call this to release them,
+    or to measure a first encoding honestly. Tables read once from the package's data
+    (the nicknames) are kept.
     """
     from matcher import normalise as nz
     from matcher.encoding import _columns, _encoder
 
     _ENCODERS.clear()
     _columns._NORMED.clear()
-    _columns._ADDR_TOKENS.clear()
     for module in (nz, _columns, _encoder):
         for name in dir(module):
             fn = getattr(module, name)
-            if callable(fn) and hasattr(fn, "cache_clear"):
+            if callable(fn) and hasattr(fn, "cache_clear") and fn is not nz.nickname_table:
                 fn.cache_clear()
 
 

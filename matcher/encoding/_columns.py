@@ -1,7 +1,10 @@
-"""Column-wise normalisation for :mod:`matcher.encoding`: each distinct raw value once.
+"""Column-wise normalisation for :mod:`matcher.encoding`: rows read in bulk, values found once.
 
-A column is factorised; each distinct raw value is normalised once (8-digit dates in
-numpy, addresses from cached per-piece results); the distinct *normalised* values get
+Text columns (the common case) are read by byte kernels: names, towns, addresses and
+lists of names by :mod:`._textnorm`, postcodes by :mod:`._postcodes`, dates by
+:mod:`._dates`. What a kernel cannot read (text that is not printable ASCII, rare date
+layouts, values that are not text) takes the per-value normalisers of
+:mod:`matcher.normalise`, each distinct value once. The distinct *normalised* values get
 codes, and the rows point at them. Unusable values are reported for every row holding
 them, by row and column, never with the value.
 
@@ -13,8 +16,6 @@ them, by row and column, never with the value.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from matcher import _fastencode as fe
 from matcher import normalise as nz
-from matcher.encoding import _fastnorm as fn
+from matcher.encoding import _dates as dt
+from matcher.encoding import _postcodes as pcn
+from matcher.encoding import _textnorm as tn
 from matcher.errors import InputError
 from matcher.schema import FieldSpec, LinkageSchema
 
 I64 = NDArray[np.int64]
-# pandas' table of strings (what pd.factorize uses for text, after checking every value)
-_StringHashTable: Any = importlib.import_module("pandas._libs.hashtable").StringHashTable
 _CACHE_LIMIT = 1_000_000
 OTHER_NAME_COLUMNS = ("middle_names", "aliases")
 
@@ -75,30 +74,28 @@ class _Column:
     bad_reasons: list[str]
     ymd: I64 | None = None  # dates: the values as a (len(values), 3) array
     ids: NDArray[np.uint64] | None = None  # cached value ids (see encoding._value_ids)
+    # text values: their UTF-8 bytes end to end (one zero byte after) and where each
+    # starts, as fe.utf8_blob gives them (name lists: entries joined by "\x1f")
+    blob: tuple[NDArray[np.uint8], I64] | None = None
 
 
-def _factorize(series: pd.Series) -> tuple[I64, Any]:
-    """``pd.factorize(series)`` (-1 for missing values), faster for a column of text."""
-    values = series.to_numpy()
-    if (
-        values.dtype == object
-        and pd.api.types.infer_dtype(values, skipna=True) == "string"
-        and not _has_nul(values)
-    ):
-        try:  # text and missing values only: pandas' string table, without its own check
-            uniq, codes = _StringHashTable(len(values)).factorize(values, na_sentinel=-1)
-            return np.asarray(codes, dtype=np.int64), uniq
-        except (TypeError, ValueError):  # pragma: no cover - a pandas without it
-            pass
-    codes, uniq = pd.factorize(series, use_na_sentinel=True)  # as pandas reads other types
-    return np.asarray(codes, dtype=np.int64), uniq
+def _factorize(values: Any) -> tuple[I64, list[Any]]:
+    """Codes of ``values`` (-1: missing) into their distinct values, in order of first
+    appearance."""
+    arr = np.asarray(values, dtype=object)
+    if not _has_nul(arr):
+        codes, uniq = pd.factorize(arr, use_na_sentinel=True)
+        return np.asarray(codes, dtype=np.int64), list(uniq)
+    # pandas' table of strings stops at a NUL ('a\x00b' would count as 'a'): a dict
+    seen: dict[Any, int] = {}
+    got = [-1 if v is None or v is pd.NA or v != v else seen.setdefault(v, len(seen)) for v in arr]
+    return np.array(got, dtype=np.int64), list(seen)
 
 
 def _has_nul(values: NDArray[Any]) -> bool:
-    """pandas' string table stops at a NUL character ('a\\x00b' would count as 'a')."""
     try:
         return "\x00" in "".join(values)
-    except TypeError:  # missing values among the text
+    except TypeError:  # missing values (or values that are not text) among the text
         return "\x00" in "".join(v for v in values if isinstance(v, str))
 
 
@@ -106,391 +103,214 @@ def _names(raw: Any) -> tuple[str, ...]:
     return tuple(nz.split_names(raw))
 
 
-def _normaliser(kind: str) -> Callable[[Any], Any]:
-    """The normaliser of a field kind (addresses: the cached per-piece equivalent)."""
-    table: dict[str, Callable[[Any], Any]] = {
-        "name": nz.normalise_name,
-        "nickname": nz.normalise_name,
-        "names": _names,
-        "date": nz.parse_date,
-        "sex": nz.normalise_sex,
-        "postcode": nz.normalise_postcode,
-        "town": nz.normalise_town,
-    }
-    return table.get(kind, _fast_address)
-
-
-# kind -> column-wise normaliser of many strings (``...`` where it cannot decide), used
-# where at least _FAST_MIN values are not cached (Arrow's per-call cost is paid once)
-_FAST: dict[str, Callable[[list[Any]], list[Any]]] = {
-    "name": fn.fast_names,
-    "nickname": fn.fast_names,
-    "town": fn.fast_towns,
-    "names": fn.fast_name_lists,
-    "postcode": fn.fast_postcodes,
+_NORMALISERS: dict[str, Callable[[Any], Any]] = {
+    "name": nz.normalise_name,
+    "nickname": nz.normalise_name,
+    "names": _names,
+    "date": nz.parse_date,
+    "sex": nz.normalise_sex,
+    "postcode": nz.normalise_postcode,
+    "town": nz.normalise_town,
+    "address": nz.normalise_address,
 }
-_FAST_MIN = 32
 _NORMED: dict[str, dict[str, Any]] = {}  # kind -> text -> its normalised value (not None)
-_ADDR_WORDS = re.compile(r"[^a-z0-9]+")
-_ADDR_TOKENS: dict[str, str] = {}
-_CONTEXT = "\x00"  # a piece whose words depend on its neighbours
-_ALNUM = re.compile(r"[^\W_]")
 
 
-def _address_token(tok: str) -> str:
-    """Normalised words of one whitespace-free piece of an address ("" for none).
-
-    An address's words are the concatenation of its pieces' words unless a piece holds
-    "st" (street or saint depends on the neighbours) or "&", is not ASCII (folding), or
-    is a missing-value placeholder ("n/a"), which is a word inside a longer address: for
-    those the result is ``_CONTEXT`` and the whole address takes the normaliser.
-    """
-    out = _ADDR_TOKENS.get(tok)
-    if out is not None:
-        return out
-    low = tok.lower()
-    if not low.isascii() or "&" in low or "st" in _ADDR_WORDS.split(low):
-        out = _CONTEXT
-    elif nz.is_missing(tok):
-        out = _CONTEXT if _ALNUM.search(tok) else ""
-    else:
-        out = nz.normalise_address(tok) or ""
-    if len(_ADDR_TOKENS) < _CACHE_LIMIT:
-        _ADDR_TOKENS[tok] = out
-    return out
-
-
-def _fast_address(raw: Any) -> str | None:
-    """:func:`matcher.normalise.normalise_address`, from cached per-piece results."""
-    if type(raw) is not str or (
-        (len(raw) <= 16 or not raw.isprintable()) and nz.is_missing(raw)
-    ):  # placeholders ("not known", also padded with other whitespace) are whole values
-        return nz.normalise_address(raw)
-    toks = raw.split()
-    try:
-        out = " ".join(map(_ADDR_TOKENS.__getitem__, toks))
-    except KeyError:
-        out = " ".join(map(_address_token, toks))
-    if _CONTEXT in out:
-        return nz.normalise_address(raw)
-    if "  " in out or out[:1] == " " or out[-1:] == " ":  # pieces without words
-        out = " ".join(out.split())
-    return out or None
-
-
-def _fast_addresses(uniques: list[Any], out: list[Any]) -> None:
-    """:func:`_fast_address` for many strings: pieces split, looked up and joined in Arrow.
-
-    Only the distinct pieces are looked up in Python; addresses that need the normaliser
-    (a context-dependent piece, a short value that may be a placeholder) are left ``...``.
-    """
-    idx = [i for i, v in enumerate(uniques) if type(v) is str]
-    if not idx:
-        return
-    try:
-        arr = pa.array([uniques[i] for i in idx], type=pa.string())
-    except (pa.ArrowException, ValueError):  # not UTF-8 (a lone surrogate): the normaliser
-        return
-    lists = pc.utf8_split_whitespace(arr)
-    pieces = pc.dictionary_encode(pc.list_flatten(lists))
-    words = pa.array([_address_token(t) for t in pieces.dictionary.to_pylist()], pa.string())
-    rebuilt = pa.ListArray.from_arrays(lists.offsets, words.take(pieces.indices))
-    joined = pc.binary_join(rebuilt, " ")
-    odd = pc.or_(
-        pc.match_substring(joined, _CONTEXT),
-        pc.or_(
-            pc.less_equal(pc.utf8_length(arr), 16), pc.match_substring_regex(joined, "^ | $|  |^$")
-        ),
-    )
-    for i, text, slow in zip(idx, joined.to_pylist(), odd.to_pylist(), strict=True):
-        if not slow:
-            out[i] = text
-
-
-def _address_column(series: pd.Series) -> _Column | None:
-    """:func:`_normalise_column` for addresses, in Arrow (None: not all strings).
-
-    As :func:`_fast_addresses`, and the distinct normalised addresses are found in Arrow
-    too: only the addresses that need the normaliser become Python strings on the way.
-    """
-    raw_values = series.to_numpy()
-    if pd.api.types.infer_dtype(raw_values, skipna=True) != "string":
-        return None  # not all text (or no text): the generic path
-    try:
-        column = pa.array(raw_values, type=pa.string(), from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    dictionary = pc.dictionary_encode(column)
-    raw_codes = pc.fill_null(dictionary.indices, -1).to_numpy().astype(np.int64)
-    arr = dictionary.dictionary
-    n_u = len(arr)
-    if n_u == 0:
-        return None
-    # ASCII whitespace: a piece holding other whitespace is not ASCII, so its address
-    # takes the normaliser, as one split on any whitespace would. Pieces are looked up in
-    # lower case (a piece's words do not depend on its case; non-ASCII ones are kept).
-    lists = pc.ascii_split_whitespace(pc.ascii_lower(arr))
-    pieces = pc.dictionary_encode(pc.list_flatten(lists))
-    texts = pieces.dictionary.to_pylist()
-    words_py = list(map(_ADDR_TOKENS.get, texts))
-    if None in words_py:
-        # the pieces not cached: in Arrow where it decides, else one by one (and cached)
-        todo = [i for i, w in enumerate(words_py) if w is None]
-        new = [texts[i] for i in todo]
-        fast = fn.fast_address_pieces(new) if len(todo) >= _FAST_MIN else [...] * len(new)
-        found = [_address_token(t) if w is ... else w for w, t in zip(fast, new, strict=True)]
-        for i, w in zip(todo, found, strict=True):
-            words_py[i] = w
-        if len(_ADDR_TOKENS) + len(new) <= _CACHE_LIMIT:
-            _ADDR_TOKENS.update(zip(new, found, strict=True))
-    words = pa.array(words_py, pa.string())
-    # pieces without words are left out (their addresses' spaces tidied so)
-    piece_words = words.take(pieces.indices)
-    piece_keep = pc.not_equal(piece_words, "").to_numpy(zero_copy_only=False)
-    offsets = fn.list_offsets(lists)
-    parent = np.repeat(np.arange(n_u, dtype=np.int64), np.diff(offsets))
-    kept_offsets = np.zeros(n_u + 1, dtype=np.int32)
-    np.cumsum(np.bincount(parent[piece_keep], minlength=n_u), out=kept_offsets[1:])
-    rebuilt = pa.ListArray.from_arrays(
-        pa.array(kept_offsets), piece_words.filter(pa.array(piece_keep, type=pa.bool_()))
-    )
-    joined = pc.binary_join(rebuilt, " ")
-    joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
-    # odd: the address needs the normaliser (a context-dependent piece), is a placeholder,
-    # or is not printable ASCII (whitespace other than spaces: "\tnot known" is missing)
-    flag = pc.equal(words, _CONTEXT).to_numpy(zero_copy_only=False)
-    piece_flag = flag[pieces.indices.to_numpy()]
-    odd_np = np.zeros(n_u, dtype=np.bool_)
-    odd_np[parent[piece_flag]] = True
-    printable, placeholder, _ = fn.flags(arr)
-    odd_np |= ~printable | placeholder
-    odd = pa.array(odd_np, type=pa.bool_())
-    todo = np.flatnonzero(odd_np).tolist()
-    reasons: list[str] = [""] * (n_u + 1)
-    slow: list[Any] = [...] * n_u
-    uniq: list[Any] = [...] * n_u
-    cache = _NORMED.setdefault("address", {})
-    left = []
-    for i, text in zip(todo, arr.take(pa.array(todo, type=pa.int64())).to_pylist(), strict=True):
-        uniq[i] = text
-        got = cache.get(text)
-        if got is None:
-            left.append(i)
-        else:
-            slow[i] = got or None  # "": a missing address (a placeholder)
-    bad_any = _fill(_fast_address, uniq, slow, left, reasons)
-    if len(cache) < _CACHE_LIMIT:
-        for i in left:
-            if not reasons[i]:  # unusable values are not remembered: they are reported
-                cache[uniq[i]] = slow[i] or ""
-    full = np.full(n_u, None, dtype=object)
+def _normalised(kind: str, uniques: list[Any]) -> tuple[list[Any], list[str], bool]:
+    """The normalised values of distinct raw ``uniques`` (text ones remembered per kind),
+    the reason each unusable one is (``""``: usable; one more for missing), and whether
+    there was one."""
+    cache = _NORMED.setdefault(kind, {})
+    normed = [cache.get(v) if type(v) is str else None for v in uniques]
+    todo = [i for i, v in enumerate(normed) if v is None]
+    reasons = [""] * (len(uniques) + 1)
+    bad_any = _fill(_NORMALISERS[kind], uniques, normed, todo, reasons)
     for i in todo:
-        full[i] = slow[i] or None
-    final = pc.if_else(odd, pa.array(full, type=pa.string()), joined)
-    enc = pc.dictionary_encode(final)
-    values = enc.dictionary.to_pylist()
-    if not all(values):
-        return None
-    ids = np.append(pc.fill_null(enc.indices, -1).to_numpy(), -1).astype(np.int64)
-    return _coded(ids, raw_codes, values, reasons, bad_any=bad_any)
+        if normed[i] is not None and type(uniques[i]) is str and len(cache) < _CACHE_LIMIT:
+            cache[uniques[i]] = normed[i]
+    return normed, reasons, bad_any
 
 
-def _coded(
-    ids: I64, raw_codes: I64, values: list[Any], reasons: list[str], *, bad_any: bool
-) -> _Column:
-    """The column whose rows hold raw values ``raw_codes`` (-1: missing), the distinct raw
-    value ``i`` being normalised value ``ids[i]`` and unusable where ``reasons[i]``."""
-    codes = ids[raw_codes]
-    if not bad_any:
-        return _Column(codes, values, np.zeros(0, dtype=np.int64), [])
+def _bad(rows: I64, codes: I64, reasons: list[str]) -> tuple[I64, list[str]]:
+    """The ``rows`` whose value (``codes`` into ``reasons``) is unusable, and why."""
     bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
-    bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
-    return _Column(codes, values, bad_rows, [reasons[c] for c in raw_codes[bad_rows]])
+    hit = np.flatnonzero(bad[codes])
+    return rows[hit].astype(np.int64), [reasons[c] for c in codes[hit].tolist()]
 
 
-def _num(c: NDArray[np.int64], lo: int, hi: int) -> NDArray[np.int64]:
-    out = np.zeros(len(c), dtype=np.int64)
-    for j in range(lo, hi):
-        out = out * 10 + c[:, j] - 48
-    return out
-
-
-def _date_parts(
-    c: NDArray[np.int64],
-) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """``ok, y, m, d`` of code points ``c`` (n, 10 or more; 0 past the end)."""
-    if c.shape[1] > 10:
-        short = c[:, 10] == 0
-        c = c[:, :10]
-    else:
-        short = np.ones(len(c), dtype=np.bool_)
-    digit = (c >= 48) & (c <= 57)
-    sep = (c == ord("-")) | (c == ord("/")) | (c == ord("."))
-    n8 = digit[:, :8].all(1) & (c[:, 8] == 0)
-    ymd = digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(1) & sep[:, 4] & (c[:, 4] == c[:, 7])
-    dmy = digit[:, [0, 1, 3, 4, 6, 7, 8, 9]].all(1) & sep[:, 2] & (c[:, 2] == c[:, 5])
-    y = np.select([n8, ymd, dmy], [_num(c, 0, 4), _num(c, 0, 4), _num(c, 6, 10)], 0)
-    m = np.select([n8, ymd, dmy], [_num(c, 4, 6), _num(c, 5, 7), _num(c, 3, 5)], 0)
-    d = np.select([n8, ymd, dmy], [_num(c, 6, 8), _num(c, 8, 10), _num(c, 0, 2)], 0)
-    swap = (ymd | dmy) & (m > 12) & (d <= 12)
-    m, d = np.where(swap, d, m), np.where(swap, m, d)
-    ok = short & (n8 | ymd | dmy) & (y >= 1850) & (y <= 2100) & (m >= 1) & (m <= 12)
-    ok &= (d >= 1) & (d <= 31)
-    return ok, y, m, d
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 def _date_column(series: pd.Series) -> _Column:
-    """:func:`_normalise_column` for dates: the common layouts parsed in numpy, the rest
-    by :func:`matcher.normalise.parse_date`; distinct dates found on ``yyyymmdd`` keys."""
-    raw = series.to_numpy()
-    if raw.dtype == object and len(raw) and pd.api.types.infer_dtype(raw, skipna=True) == "string":
-        return _text_date_column(raw)
-    raw_codes, uniq = _factorize(series)
-    n_u = len(uniq)
-    if pd.api.types.infer_dtype(uniq, skipna=False) == "string":
-        text = np.asarray(uniq).astype("U12")
-    else:
-        text = np.array([v if type(v) is str else "" for v in uniq], dtype="U12")
-    if n_u:
-        ok, parts = fe.parse_dates(text.view(np.uint32).reshape(n_u, 12), nz._MONTHS)
-        y, m, d = parts[:, 0], parts[:, 1], parts[:, 2]
-    else:
-        ok = np.zeros(0, dtype=np.bool_)
-        y = m = d = np.zeros(0, dtype=np.int64)
-    key = np.where(ok, y * 10_000 + m * 100 + d, 0)
-    reasons: list[str] = [""] * (n_u + 1)
-    slow = np.flatnonzero(~ok).tolist()
-    for i in slow:
-        try:
-            got = nz.parse_date(uniq[i])
-        except nz.UnparseableValue as exc:
-            got = None
-            reasons[i] = str(exc) or "unparseable value"
-        if got:
-            key[i] = got[0] * 10_000 + got[1] * 100 + got[2]
-    uk, inv = np.unique(np.append(key, 0), return_inverse=True)
-    # uk[0] == 0 (missing) since a 0 was appended: distinct dates are uk[1:]
-    ids = inv.reshape(-1).astype(np.int64) - 1
-    codes = ids[raw_codes]
-    dates = uk[1:]
-    ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1)
-    values = list(zip(*(ymd[:, j].tolist() for j in range(3)), strict=True)) if len(dates) else []
-    if slow and any(reasons):
-        bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
-        bad_rows = np.flatnonzero(bad[raw_codes]).astype(np.int64)
-        why = [reasons[c] for c in raw_codes[bad_rows]]
-    else:
-        bad_rows, why = np.zeros(0, dtype=np.int64), []
-    return _Column(codes, values, bad_rows, why, ymd=ymd.astype(np.int64))
-
-
-def _text_date_column(raw: NDArray[Any]) -> _Column:
-    """:func:`_date_column` of text (and missing values): every row read by the kernel,
-    only the rows it cannot read factorised and given to the parser."""
-    n = len(raw)
-    text = raw.astype("U12")  # longer values are cut, and then not read (12 characters)
-    ok, parts = fe.parse_dates(text.view(np.uint32).reshape(n, 12), nz._MONTHS)
-    key = parts @ np.array([10_000, 100, 1], dtype=np.int64)
-    key[~ok] = 0
-    slow_rows = np.flatnonzero(~ok)
-    bad_rows, why = np.zeros(0, dtype=np.int64), []
-    if len(slow_rows):
-        s_codes, s_uniq = pd.factorize(raw[slow_rows], use_na_sentinel=True)
-        s_key = np.zeros(len(s_uniq) + 1, dtype=np.int64)  # the last one: NA
-        reasons: list[str] = [""] * (len(s_uniq) + 1)
-        for i, value in enumerate(s_uniq.tolist()):
-            try:
-                got = nz.parse_date(value)
-            except nz.UnparseableValue as exc:
-                got = None
-                reasons[i] = str(exc) or "unparseable value"
-            if got:
-                s_key[i] = got[0] * 10_000 + got[1] * 100 + got[2]
-        key[slow_rows] = s_key[s_codes]
-        if any(reasons):
-            bad = np.array([bool(r) for r in reasons], dtype=np.bool_)
-            hit = np.flatnonzero(bad[s_codes])
-            bad_rows = slow_rows[hit].astype(np.int64)
-            why = [reasons[c] for c in s_codes[hit].tolist()]
+    """:func:`_normalise_column` for dates: text read by the byte kernel (:mod:`._dates`),
+    what it cannot read (and values that are not text) by
+    :func:`matcher.normalise.parse_date`, each distinct value once; distinct dates are
+    found on ``yyyymmdd`` keys."""
+    arr = _arrow_text(series)
+    if arr is not None:
+        ok, ymd = dt.read_dates(arr)
+        key = ymd @ np.array([10_000, 100, 1], dtype=np.int64)
+        key[~ok] = 0
+        left = np.flatnonzero(~ok)
+        codes, uniques = _factorize(_values_at(arr, left))
+    else:  # not all text: every distinct value by the parser
+        key = np.zeros(len(series), dtype=np.int64)
+        left = np.arange(len(series), dtype=np.int64)
+        codes, uniques = _factorize(series.to_numpy())
+    bad_rows, why = _NONE, list[str]()
+    if len(left):
+        parsed, reasons, bad_any = _normalised("date", uniques)
+        u_key = np.array([0 if p is None else p[0] * 10_000 + p[1] * 100 + p[2] for p in parsed])
+        key[left] = np.append(u_key, 0).astype(np.int64)[codes]
+        if bad_any:
+            bad_rows, why = _bad(left, codes, reasons)
     present = np.flatnonzero(key)
-    codes = np.full(n, -1, dtype=np.int64)
+    out = np.full(len(key), -1, dtype=np.int64)
     inv, dates = pd.factorize(key[present])
-    codes[present] = inv
+    out[present] = inv
     ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1).astype(np.int64)
     values = list(zip(*(ymd[:, j].tolist() for j in range(3)), strict=True)) if len(dates) else []
-    return _Column(codes, values, bad_rows, why, ymd=ymd.reshape(-1, 3))
+    return _Column(out, values, bad_rows, why, ymd=ymd.reshape(-1, 3))
 
 
-def _fast_dates(uniques: list[Any], out: list[Any]) -> None:
-    """Parse the common date layouts in numpy; the rest are left as ``...``.
+def _arrow_text(series: pd.Series) -> pa.Array | None:
+    """The column as an Arrow string array (None: it is not all text and missing values,
+    or not UTF-8). An Arrow-backed column (as :func:`matcher.cli.link.read_table` reads
+    files) is taken as it is."""
+    values = series.array
+    if hasattr(values, "__arrow_array__") and not isinstance(values, pd.Categorical):
+        try:
+            arr = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+        ok = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        return arr if ok else None
+    raw = series.to_numpy()
+    if raw.dtype != object:
+        return None
+    try:  # (the type inferred: bytes or numbers among the text are not read as text)
+        arr = pa.array(raw, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # mixed types, or not UTF-8
+        return None
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
 
-    ``yyyymmdd``, ``yyyy-mm-dd`` and ``dd-mm-yyyy`` (``-``, ``/`` or ``.``), read as
-    :func:`matcher.normalise.parse_date` reads them (a month over 12 with a day up to 12
-    is taken as swapped). Out-of-range values are left to the parser, which reports them.
+
+def _values_at(arr: pa.Array, rows: I64) -> NDArray[Any]:
+    """The column's values at ``rows`` (None where missing), as objects."""
+    out = np.empty(len(rows), dtype=object)
+    out[:] = arr.take(pa.array(rows, type=pa.int64())).to_pylist()
+    return out
+
+
+def _postcode_column(series: pd.Series) -> _Column | None:
+    """:func:`_normalise_column` for postcodes: full UK postcodes read by the byte kernel
+    (:mod:`._postcodes`), the other rows' distinct values by the normaliser."""
+    arr = _arrow_text(series)
+    if arr is None:
+        return None
+    rows, outward, area = pcn.read_postcodes(arr)
+    other = np.flatnonzero(rows.status == tn.OTHER)
+    parsed: dict[str, nz.Postcode] = {}
+    bad_rows, why = _NONE, list[str]()
+    if len(other):
+        codes, uniques = _factorize(_values_at(arr, other))
+        normed, reasons, bad_any = _normalised("postcode", uniques)
+        parsed = {p.full: p for p in normed if p}
+        texts = [p.full.encode() if p else b"" for p in normed] + [b""]
+        rows.set_rows(other, [texts[c] for c in codes.tolist()])
+        if bad_any:
+            bad_rows, why = _bad(other, codes, reasons)
+    found = tn.distinct(rows)
+    texts_ = found.texts()
+    kernel = (rows.status[found.first] == tn.OK).tolist()
+    made = iter(
+        pcn.postcode_values(
+            [t for t, k in zip(texts_, kernel, strict=True) if k],
+            outward[found.first[kernel]].tolist(),
+            area[found.first[kernel]].tolist(),
+        )
+    )  # a text the normaliser read (an outward code, a foreign code) is its postcode
+    values = [next(made) if k else parsed[t] for t, k in zip(texts_, kernel, strict=True)]
+    return _Column(found.codes, values, bad_rows, why, blob=(found.blob, found.starts))
+
+
+def _text_column(kind: str, series: pd.Series) -> _Column | None:
+    """:func:`_normalise_column` for a column of text (None: not all text or missing).
+
+    Every printable-ASCII row is normalised by the byte kernel (:mod:`._textnorm`), the
+    other rows by :func:`_other_rows`; the distinct results are found on their bytes.
     """
-    idx = [
-        i
-        for i, v in enumerate(uniques)
-        if type(v) is str and len(v) in (8, 10) and v.isascii() and v[-1].isdigit()
-    ]
-    if not idx:
-        return
-    codes = np.array([uniques[i] for i in idx], dtype="U10")
-    ok, y, m, d = _date_parts(codes.view(np.uint32).reshape(-1, 10).astype(np.int64))
-    for i, good, yy, mm, dd in zip(
-        idx, ok.tolist(), y.tolist(), m.tolist(), d.tolist(), strict=True
-    ):
-        if good:
-            out[i] = (yy, mm, dd)
+    arr = _arrow_text(series)
+    if arr is None:
+        return None
+    rows = tn.normalise_rows(kind, arr)
+    other = np.flatnonzero(rows.status == tn.OTHER)
+    bad_rows, why = _NONE, list[str]()
+    if len(other):
+        bad_rows, why = _other_rows(kind, rows, _values_at(arr, other), other)
+    found = tn.distinct(rows)
+    values: list[Any] = found.texts()
+    if kind == "names":
+        values = [tuple(v.split(tn.NAMES_SEPARATOR)) for v in values]
+    return _Column(found.codes, values, bad_rows, why, blob=(found.blob, found.starts))
+
+
+def _other_rows(kind: str, rows: tn.Rows, raw: NDArray[Any], other: I64) -> tuple[I64, list[str]]:
+    """Normalise the rows ``other`` the kernel left (not printable ASCII; ``raw``: their
+    values), each distinct value once.
+
+    Names, towns and addresses are folded here and the folded text read by the kernel
+    (the normalisers test the raw value for missing, then work on its folded form); name
+    lists, and values whose folded form the kernel cannot read, take the normalisers.
+    Returns the rows of unusable values and why.
+    """
+    codes, uniques = _factorize(raw)
+    texts: list[bytes | None] = [None] * len(uniques)
+    if kind != "names":
+        live = [i for i, v in enumerate(uniques) if not nz.is_missing(v)]
+        for i in set(range(len(uniques))) - set(live):
+            texts[i] = b""
+        folded = tn.normalise_rows(
+            kind, pa.array([nz.fold(uniques[i]) for i in live], pa.large_string()), folded=True
+        )
+        for i, status, a, b in zip(
+            live, folded.status.tolist(), folded.starts.tolist(), folded.ends.tolist(), strict=True
+        ):
+            if status != tn.OTHER:
+                texts[i] = folded.out[a:b].tobytes()
+    todo = [i for i, t in enumerate(texts) if t is None]
+    normed, sub_reasons, bad_any = _normalised(kind, [uniques[i] for i in todo])
+    reasons = [""] * (len(uniques) + 1)
+    for i, v, why in zip(todo, normed, sub_reasons, strict=False):
+        texts[i] = (tn.NAMES_SEPARATOR.join(v) if kind == "names" else v or "").encode()
+        reasons[i] = why
+    rows.set_rows(other, [texts[c] or b"" for c in codes.tolist()])
+    return _bad(other, codes, reasons) if bad_any else (_NONE, [])
 
 
 def _normalise_column(kind: str, series: pd.Series) -> _Column:
     if kind == "date":
         return _date_column(series)
-    if kind == "address":
-        col = _address_column(series)
-        if col is not None:
-            return col
-    raw_codes, uniq = _factorize(series)
-    uniques = list(uniq)
-    norm = _normaliser(kind)
-    reasons: list[str] = [""] * (len(uniques) + 1)  # the last one: NA (code -1)
-    if kind == "address":
-        normed: list[Any] = [...] * len(uniques)
-        _fast_addresses(uniques, normed)
-        todo = [i for i, v in enumerate(normed) if v is ...]
-        bad_any = _fill(norm, uniques, normed, todo, reasons)
-    elif pd.api.types.infer_dtype(uniq, skipna=False) == "string":
-        # all text: results are remembered per kind (as the normalisers' own caches do)
-        cache = _NORMED.setdefault(kind, {})
-        normed = list(map(cache.get, uniques))
-        todo = [i for i, v in enumerate(normed) if v is None]
-        fast = _FAST.get(kind)
-        if fast is not None and len(todo) >= _FAST_MIN:
-            # the common case in Arrow; the values it cannot decide take the normaliser
-            got = fast([uniques[i] for i in todo])
-            for i, v in zip(todo, got, strict=True):
-                normed[i] = v
-            left = [i for i, v in zip(todo, got, strict=True) if v is ...]
-            bad_any = _fill(norm, uniques, normed, left, reasons)
-        else:
-            bad_any = _fill(norm, uniques, normed, todo, reasons)
-        if len(cache) < _CACHE_LIMIT:
-            for i in todo:
-                if normed[i] is not None:
-                    cache[uniques[i]] = normed[i]
-    else:
-        try:  # the common case, no unusable value: one pass
-            normed = list(map(norm, uniques))
-            bad_any = False
-        except nz.UnparseableValue:
-            normed = [...] * len(uniques)
-            bad_any = _fill(norm, uniques, normed, range(len(uniques)), reasons)
+    col = None
+    if kind in tn.KINDS:
+        col = _text_column(kind, series)
+    elif kind == "postcode":
+        col = _postcode_column(series)
+    if col is not None:
+        return col
+    # sex codes, and columns that are not all text: each distinct value by its normaliser
+    raw_codes, uniques = _factorize(series.to_numpy())
+    normed, reasons, bad_any = _normalised(kind, uniques)
     if kind == "postcode":  # a postcode is its text (and UK or not): find those
         ids, values = _distinct_by(normed, [(p.full, p.uk) if p else None for p in normed])
     else:
         ids, values = _distinct(normed, by_hash=kind != "names")
-    return _coded(ids, raw_codes, values, reasons, bad_any=bad_any)
+    codes = ids[raw_codes]
+    if not bad_any:
+        return _Column(codes, values, _NONE, [])
+    return _Column(codes, values, *_bad(np.arange(len(codes)), raw_codes, reasons))
 
 
 def _fill(

@@ -15,17 +15,16 @@ value; q=2 text values are read by a kernel from a table of every bigram's mask.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from typing import Any
 
-import jellyfish
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import NormalisedRecord
 from matcher.keys import LinkageSecret
 from matcher.schema import FieldSpec, LinkageSchema
@@ -67,28 +66,15 @@ def _salt(spec: FieldSpec, rec: NormalisedRecord, salt_field: str | None) -> str
     return rec.sex or "?"
 
 
-def _soundex_id(code: str) -> int:
-    """A 64-bit id of a soundex code (keyed by the blocking PRF afterwards); never 0."""
-    b = code.encode()
-    if len(b) <= 7:
-        return int.from_bytes(b + b"\x01", "little")
-    return int.from_bytes(hashlib.blake2b(b, digest_size=8).digest(), "little") | 1
+def forename_roots(names: list[str]) -> list[str]:
+    """``nz.canonical_forename(nz.name_parts(name)[0])`` of each normalised forename.
 
-
-@functools.lru_cache(maxsize=1 << 18)
-def _forename_root(name: str) -> str:
-    """The canonical root of a normalised forename's first part."""
-    return nz.canonical_forename(nz.name_parts(name)[0])
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def _name_code(name: str) -> int:
-    return _soundex_id(jellyfish.soundex("".join(nz.name_parts(name))))
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def _root_code(name: str) -> int:
-    return _soundex_id(jellyfish.soundex(_forename_root(name)))
+    One dict look-up a name and no per-name cache: the names are a batch's distinct
+    forenames, each seen once here.
+    """
+    table = nz.nickname_table()
+    firsts = [name.split(None, 1)[0] for name in names]  # name_parts(name)[0]
+    return [table.get(f, f) for f in firsts]
 
 
 # --------------------------------------------------------------------------- encoder
@@ -202,21 +188,28 @@ class Encoder:
             table = self._bigrams[ck] = self.hash_tokens(spec, "", grams, 1)
         return table
 
-    def _text_masks(self, spec: FieldSpec, texts: list[str], upper: bool = False) -> U64:
+    def _text_masks(
+        self,
+        spec: FieldSpec,
+        texts: list[str],
+        upper: bool = False,
+        blob: tuple[NDArray[np.uint8], I64] | None = None,
+    ) -> U64:
         """Masks of q=2 texts (words OR digit-word tokens for addresses) by the kernel.
 
         ``upper``: the texts were lower-cased from upper-case values (postcodes), whose
-        bigram tokens are upper case.
+        bigram tokens are upper case. ``blob``: the texts' bytes, if at hand.
         """
         address = spec.kind == "address"
         table = self._bigram_table(spec, upper)
-        masks, nums, slow = fe.bigram_masks(texts, table, numbers=address)
-        if address and (nums >= 0).any():
-            uniq = np.unique(nums[nums >= 0])
+        masks, nums, slow = fe.bigram_masks(texts, table, numbers=address, blob=blob)
+        present = nums >= 0
+        if address and present.any():
+            which, uniq = pd.factorize(nums[present])  # each number hashed once
             ntab = self.hash_tokens(spec, "", [f"N:{u}" for u in uniq.tolist()], 2)
-            for j in range(nums.shape[1]):
-                sel = nums[:, j] >= 0
-                masks[sel] |= ntab[np.searchsorted(uniq, nums[sel, j])]
+            at = np.full(nums.shape, -1, dtype=np.int64)  # each number's row of ntab
+            at[present] = which
+            fb.or_rows(masks, at, ntab)
         rows = np.flatnonzero(slow).tolist()
         if rows:  # the texts' tokens, each distinct token hashed once
             toks = [
@@ -289,18 +282,26 @@ class Encoder:
         return masks
 
     def _nickname_masks(self, spec: FieldSpec, values: list[str]) -> U64:
-        roots = list(map(_forename_root, values))
+        roots = forename_roots(values)
         masks = self._text_masks(spec, roots)
         inv, uniq = pd.factorize(np.array(roots, dtype=object))
         masks |= self.hash_tokens(spec, "", ["R:" + r for r in uniq.tolist()], 2)[inv]
         return masks
 
     def field_table(
-        self, spec: FieldSpec, values: list[Any], salts: list[str], *, ymd: I64 | None = None
+        self,
+        spec: FieldSpec,
+        values: list[Any],
+        salts: list[str],
+        *,
+        ymd: I64 | None = None,
+        blob: tuple[NDArray[np.uint8], I64] | None = None,
     ) -> U64:
         """``(len(values) + 1, words)``: one row per value, then a zero row for "missing".
 
-        ``ymd``: dates, the values as a ``(len(values), 3)`` array (saves converting them).
+        ``ymd``: dates, the values as a ``(len(values), 3)`` array; ``blob``: text values,
+        their UTF-8 bytes end to end and where each starts (:func:`fe.utf8_blob`); both save
+        converting the values again.
         """
         table = np.zeros((len(values) + 1, spec.bits // 64), dtype=np.uint64)
         if not values:
@@ -311,7 +312,7 @@ class Encoder:
             table[:-1] = _rows(masks, spec.bits)
         elif kind in fe.WORD_KINDS:
             texts = [" ".join(v) for v in values] if kind == "names" else values
-            table[:-1] = self._text_masks(spec, texts)
+            table[:-1] = self._text_masks(spec, texts, blob=None if kind == "names" else blob)
         elif kind == "date":
             table[:-1] = self._date_masks(spec, values, ymd)
         elif kind == "postcode":
@@ -340,4 +341,4 @@ def harden(
     """
     if mode == "none" or flip_probability <= 0.0 or len(filters) == 0:
         return filters
-    return fe.flip_bits(filters, seeds, flip_probability, copy=copy)
+    return fb.flip_bits(filters, seeds, flip_probability, copy=copy)
