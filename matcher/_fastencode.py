@@ -49,6 +49,12 @@ Token = tuple[str, int]  # (token text, weight: multiples of the field's k)
 U64 = NDArray[np.uint64]
 
 
+# Per-row helpers of the kernels allocate nothing, so they are compiled without numba's
+# reference counting (``_nrt=False``): with it, passing arrays to a helper once per row
+# costs an atomic increment and decrement per array, several times the work itself.
+helper: Any = njit(cache=True, _nrt=False)  # type: ignore[call-overload]
+
+
 # --------------------------------------------------------------------------- tokens
 def qgrams(text: str, q: int) -> list[str]:
     """The q-grams of ``text`` padded with ``_`` (spaces become ``_`` too)."""
@@ -325,8 +331,9 @@ def block_token_kernel(
     key: tuple[np.uint64, np.uint64],
     types: U64,
     parts: dict[str, NDArray[Any]],
-) -> list[U64]:
-    """Per-record keyed blocking tokens from per-row component ids (0 = absent).
+) -> tuple[U64, NDArray[np.int64]]:
+    """Per-record keyed blocking tokens from per-row component ids (0 = absent), end to
+    end, and where each record's start (one more: the end).
 
     ``parts``: ``yob, fn, sn, root, dsk, pc`` (uint64 per row), ``oth`` (int64 index into
     the other-names lists, -1 for none), ``oth_off`` and ``oth_codes`` (CSR of soundex ids).
@@ -335,22 +342,11 @@ def block_token_kernel(
         key[0], key[1], types, parts["yob"], parts["fn"], parts["sn"], parts["root"],
         parts["dsk"], parts["pc"], parts["oth"], parts["oth_off"], parts["oth_codes"],
     )  # fmt: skip
-    return split_rows(flat, cap[:-1], counts)
-
-
-def split_rows(flat: U64, starts: NDArray[np.int64], counts: NDArray[np.int64]) -> list[U64]:
-    """``[flat[a : a + c] for a, c in zip(starts, counts)]``, built faster: the rows of
-    each length are gathered into one 2-D array whose row views are made in C."""
-    n = len(counts)
-    if n == 0:
-        return []
-    out = np.empty(n, dtype=object)
-    for k in np.unique(counts).tolist():
-        rows = np.flatnonzero(counts == k)
-        sub = flat[starts[rows][:, None] + np.arange(k, dtype=np.int64)]
-        out[rows] = np.fromiter(sub, dtype=object, count=len(rows))
-    got: list[U64] = out.tolist()
-    return got
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    # each record's tokens sit at the start of its slot of the kernel's output
+    take = np.arange(offsets[-1], dtype=np.int64) + np.repeat(cap[:-1] - offsets[:-1], counts)
+    return flat[take], offsets
 
 
 # --------------------------------------------------------------------------- bigram masks

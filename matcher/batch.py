@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +25,14 @@ from numpy.typing import NDArray
 
 from matcher.errors import EncodingError, InputError
 
-__all__ = ["BATCH_FORMAT", "EncodedBatch", "new_batch_id", "new_record_refs"]
+__all__ = [
+    "BATCH_FORMAT",
+    "EncodedBatch",
+    "TokenLists",
+    "flat_tokens",
+    "new_batch_id",
+    "new_record_refs",
+]
 
 BATCH_FORMAT = "matcher-encoded-batch/1"
 
@@ -37,12 +46,80 @@ def new_batch_id() -> str:
     return secrets.token_hex(16)
 
 
+U64 = NDArray[np.uint64]
+
+
+class TokenLists(Sequence[U64]):
+    """Each record's blocking tokens, held end to end: record ``i``'s are
+    ``flat[offsets[i]:offsets[i + 1]]``. Reads as a list of arrays does, without an
+    array object per record until one is asked for.
+
+    >>> t = TokenLists(np.array([7, 8, 9], dtype=np.uint64), np.array([0, 2, 2, 3]))
+    >>> len(t), t[0].tolist(), t[1].tolist(), [x.tolist() for x in t[1:]]
+    (3, [7, 8], [], [[], [9]])
+    """
+
+    __slots__ = ("flat", "offsets")
+
+    def __init__(self, flat: NDArray[np.uint64], offsets: NDArray[np.int64]) -> None:
+        self.flat: U64 = np.ascontiguousarray(flat, dtype=np.uint64)
+        self.offsets: NDArray[np.int64] = np.ascontiguousarray(offsets, dtype=np.int64)
+        if len(self.offsets) == 0 or self.offsets[0] != 0 or self.offsets[-1] != len(self.flat):
+            raise EncodingError("token offsets must run from 0 to the tokens' end", field="tokens")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> U64: ...
+    @overload
+    def __getitem__(self, i: slice) -> TokenLists: ...
+    def __getitem__(self, i: int | slice) -> U64 | TokenLists:
+        if isinstance(i, slice):
+            rows = range(len(self))[i]
+            if rows.step != 1:
+                return TokenLists.of([self[r] for r in rows])
+            a, b = self.offsets[rows.start], self.offsets[max(rows.start, rows.stop)]
+            return TokenLists(self.flat[a:b], self.offsets[rows.start : rows.stop + 1] - a)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("record index out of range")
+        i %= n
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+    @classmethod
+    def concat(cls, parts: Sequence[TokenLists]) -> TokenLists:
+        """The records of ``parts``, one after another."""
+        flat = np.concatenate([p.flat for p in parts]) if parts else np.zeros(0, np.uint64)
+        offsets = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for p in parts:
+            offsets.append(p.offsets[1:] + base)
+            base += len(p.flat)
+        return cls(flat, np.concatenate(offsets))
+
+    @classmethod
+    def of(cls, lists: Sequence[NDArray[np.uint64]]) -> TokenLists:
+        """The token lists ``lists`` (any sequence of arrays), end to end."""
+        return cls(*flat_tokens(lists))
+
+
+def flat_tokens(lists: Sequence[NDArray[np.uint64]]) -> tuple[U64, NDArray[np.int64]]:
+    """Token lists end to end, and where each starts (one more: the end)."""
+    if isinstance(lists, TokenLists):
+        return lists.flat, lists.offsets
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in lists])
+    flat = np.concatenate(lists).astype(np.uint64) if len(lists) else np.zeros(0, np.uint64)
+    return flat, offsets
+
+
 @dataclass(frozen=True)
 class EncodedBatch:
     """Encodings of one force's records.
 
     ``filters`` has shape ``(n, filter_bits // 64)``; ``blocking_tokens[i]`` are the keyed
-    blocking tokens of record ``i``.
+    blocking tokens of record ``i`` (a list of arrays, or a :class:`TokenLists`).
     """
 
     force: str
@@ -51,7 +128,7 @@ class EncodedBatch:
     filter_bits: int
     record_refs: list[str]
     filters: NDArray[np.uint64]
-    blocking_tokens: list[NDArray[np.uint64]]
+    blocking_tokens: Sequence[NDArray[np.uint64]]
     batch_id: str = field(default_factory=new_batch_id)
 
     def __post_init__(self) -> None:
@@ -78,11 +155,10 @@ class EncodedBatch:
         filter_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(nbytes), n, [None, pa.py_buffer(filt.tobytes())]
         )
-        offsets = np.zeros(n + 1, dtype=np.int32)
-        if n:
-            offsets[1:] = np.cumsum([len(t) for t in self.blocking_tokens])
-        flat = (np.concatenate(self.blocking_tokens) if n else np.zeros(0)).astype(np.uint64)
-        tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.uint64()))
+        flat, offsets = flat_tokens(self.blocking_tokens)
+        tokens = pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), pa.array(flat, type=pa.uint64())
+        )
         table = pa.table(
             {
                 "record_ref": pa.array(self.record_refs, type=pa.string()),
@@ -140,9 +216,9 @@ class EncodedBatch:
         )
         filters = raw.reshape(n, filter_bits // 64).astype(np.uint64)
         tok = table.column("blocking_tokens").combine_chunks()
-        offs = tok.offsets.to_numpy()
+        offs = tok.offsets.to_numpy().astype(np.int64)
         vals = tok.values.to_numpy(zero_copy_only=False).astype(np.uint64)
-        blocking = [vals[offs[i] : offs[i + 1]] for i in range(n)]
+        blocking = TokenLists(vals[offs[0] : offs[-1]], offs - offs[0])
         return cls(
             force=meta.get("force", ""),
             epoch=epoch,

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.batch import TokenLists
 from matcher.datasets import STANDARD_SETS, build_multiforce
 from matcher.encoding import (
     NormalisedRecord,
@@ -394,15 +395,20 @@ def test_blake2b_kernel_equals_hashlib(
     assert np.array_equal(got, fe.positions_table(digests, len(msgs), 16, 512))
 
 
-def test_split_rows_equals_slicing() -> None:
+def test_token_lists_read_as_lists_of_arrays() -> None:
     rng = np.random.default_rng(0)
-    counts = rng.integers(0, 7, 500)
-    starts = np.cumsum(np.r_[0, counts[:-1] + 2]).astype(np.int64)
-    flat = rng.integers(0, 2**63, int(starts[-1] + counts[-1] + 1)).astype(np.uint64)
-    got = fe.split_rows(flat, starts, counts)
-    assert len(got) == len(counts)
-    for row, a, c in zip(got, starts.tolist(), counts.tolist(), strict=True):
-        assert row.dtype == np.uint64 and np.array_equal(row, flat[a : a + c])
+    lists = [rng.integers(0, 2**63, int(c)).astype(np.uint64) for c in rng.integers(0, 7, 300)]
+    tokens = TokenLists.of(lists)
+    assert len(tokens) == len(lists)
+    for got, want in zip(tokens, lists, strict=True):
+        assert got.dtype == np.uint64 and np.array_equal(got, want)
+    for sl in (slice(10, 50), slice(None, None, 3), slice(-5, None), slice(7, 7)):
+        assert [t.tolist() for t in tokens[sl]] == [t.tolist() for t in lists[sl]]
+    assert tokens[-1].tolist() == lists[-1].tolist()
+    with pytest.raises(IndexError):
+        tokens[len(lists)]
+    both = TokenLists.concat([tokens[:100], tokens[100:]])
+    assert [t.tolist() for t in both] == [t.tolist() for t in lists]
 
 
 def test_values_differing_after_a_nul_are_not_conflated() -> None:

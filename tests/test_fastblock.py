@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.batch import TokenLists
 from matcher.datasets import build_multiforce
 from matcher.encoding import NormalisedRecord, encode_frame, harden, normalise_frame
 from matcher.encoding import _fastblock as fb
@@ -337,8 +338,9 @@ def test_block_kernel_equals_the_reference(n: int, seed: int, key: bytes) -> Non
     parts["oth"] = rng.integers(-1, len(lists), n).astype(np.int64)
     parts["oth_off"] = np.cumsum([0, *map(len, lists)]).astype(np.int64)
     parts["oth_codes"] = np.concatenate(lists).astype(np.uint64)
-    got = fe.block_token_kernel(fe.sipkey(key), np.arange(1, 5, dtype=np.uint64), parts)
-    assert [t.tolist() for t in got] == _reference_block_tokens(key, parts)
+    flat, offsets = fe.block_token_kernel(fe.sipkey(key), np.arange(1, 5, dtype=np.uint64), parts)
+    got = [t.tolist() for t in TokenLists(flat, offsets)]
+    assert got == _reference_block_tokens(key, parts)
 
 
 def _record_tokens(rec: NormalisedRecord, key: bytes) -> list[int]:

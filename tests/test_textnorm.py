@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matcher import normalise as nz
+from matcher.encoding import _fastblock as fb
 from matcher.encoding import _postcodes as pcn
 from matcher.encoding import _textnorm as tn
 from matcher.encoding._columns import _normalise_column
@@ -184,3 +185,14 @@ def test_arrow_backed_and_string_columns_read_as_object_columns() -> None:
             assert got.codes.tolist() == want.codes.tolist(), (kind, dtype)
             assert got.values == want.values, (kind, dtype)
             assert got.bad_rows.tolist() == want.bad_rows.tolist(), (kind, dtype)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(ANY_TEXT, min_size=1, max_size=40))
+def test_value_ids_from_the_kernels_equal_the_value_ids(values: list[str]) -> None:
+    # record seeds and postcode tokens must not depend on which path read a column
+    raw = [*values, "SW1A 1AA", "Smith; Jones", None]
+    for kind in ("name", "town", "address", "names", "postcode"):
+        col = _normalise_column(kind, pd.Series(raw, dtype=object))
+        assert col.ids is not None
+        assert col.ids.tolist() == [*fb.value_ids(col.values).tolist(), 0], kind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from matcher.batch import EncodedBatch
 from matcher.errors import FingerprintError, InputError
@@ -86,20 +89,44 @@ def _load_schema(args: argparse.Namespace) -> LinkageSchema:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file as strings; clear errors for missing or empty files."""
+    """Read a CSV or Parquet file, every CSV column as text (empty fields missing), into
+    Arrow-backed columns (which the encoder reads without converting them); clear errors
+    for missing, empty or unreadable files."""
     if not path.exists():
         raise InputError(f"{path}: no such file", field="input")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path, dtype_backend="pyarrow")
         else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file is empty", field="input") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+            df = _read_csv(path)
+    except (ValueError, OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot be read ({type(exc).__name__})", field="input") from None
     if len(df) == 0:
         raise InputError(f"{path}: the file has no records", field="input")
+    return df
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), None)
+    if not header:
+        raise InputError(f"{path}: the file is empty", field="input")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"{path}: repeated column name(s): {', '.join(repeated)}", field=",".join(repeated)
+        )
+    table = pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    df: pd.DataFrame = table.to_pandas(types_mapper=pd.ArrowDtype)
     return df
 
 

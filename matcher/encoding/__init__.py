@@ -17,6 +17,8 @@ keyed PRF of the record's content, so equal values in different records give dif
 segments while the same record always gives the same encoding.
 
 >>> import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 >>> from matcher.keys import LinkageSecret
 >>> from matcher.schema import default_schema
 >>> df = pd.DataFrame({"id": ["a"], "forename": ["Bill"], "surname": ["Smith"],
@@ -36,10 +38,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
-from matcher.batch import EncodedBatch
+from matcher.batch import EncodedBatch, TokenLists
 from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import (
     OTHER_NAME_COLUMNS,
@@ -149,7 +153,7 @@ def _root_codes(forenames: list[str], _: Any = None) -> U64:
 
 def _blocking(
     enc: Encoder, cols: dict[str, _Column], n: int, memo: dict[Any, Any] | None = None
-) -> list[U64]:
+) -> TokenLists:
     """Keyed blocking tokens per record (see :func:`matcher._fastencode.block_token_kernel`).
 
     Tokens: soundex of forename, surname and forename root (and of each other name) with
@@ -185,12 +189,12 @@ def _blocking(
         "oth_codes": other,
     }
     types = np.arange(1, 5, dtype=np.uint64)  # NY, NN, DS, P
-    return fe.block_token_kernel(enc.block_key, types, parts)
+    return TokenLists(*fe.block_token_kernel(enc.block_key, types, parts))
 
 
 def _encode_slice(
     frame: pd.DataFrame, schema: LinkageSchema, secret: LinkageSecret, offset: int
-) -> tuple[U64, list[U64], list[FieldIssue]]:
+) -> tuple[U64, TokenLists, list[FieldIssue]]:
     """Normalise and encode one slice of rows (runs in a worker process for big inputs)."""
     n = len(frame)
     cols, issues = _normalise_columns(frame, schema, offset)
@@ -226,13 +230,21 @@ def _record_refs(n: int) -> list[str]:
     return os.urandom(16 * n).hex(" ", 16).split(" ")  # a space after every 16 bytes
 
 
-def _ids(df: pd.DataFrame, id_column: str | None) -> NDArray[np.object_]:
-    """The local ids as strings (an object array)."""
+def _ids(df: pd.DataFrame, id_column: str | None) -> Any:
+    """The local ids as text: an object array, or an Arrow-backed array for an
+    Arrow-backed column of text (which is checked without converting it)."""
     if id_column is None:
         return np.array([str(i) for i in range(len(df))], dtype=object)
     if id_column not in df.columns:
         raise InputError(f"id column {id_column!r} is missing", field=id_column)
     ids = df[id_column]
+    if isinstance(ids.dtype, pd.ArrowDtype) and pa.types.is_string(ids.dtype.pyarrow_dtype):
+        arr = pa.chunked_array(pa.array(ids.array))
+        if arr.null_count:
+            raise InputError(f"id column {id_column!r} has empty values", field=id_column)
+        if pc.count_distinct(arr).as_py() != len(arr):
+            raise InputError(f"id column {id_column!r} has duplicate values", field=id_column)
+        return ids.array.copy()  # not the input's
     raw = ids.to_numpy()
     if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=False) == "string":
         sids = pd.Series(raw, copy=False)  # all strings: none missing, nothing to convert
@@ -277,7 +289,7 @@ def encode_frame(
     # one process reads the columns in place; workers are sent only the columns they need
     frame = df if n_workers <= 1 else df[cols]
     bar = _progress_bar(len(frame), "encoding", enabled=progress)
-    parts: list[tuple[U64, list[U64], list[FieldIssue]]] = []
+    parts: list[tuple[U64, TokenLists, list[FieldIssue]]] = []
     starts = range(0, len(frame), _SLICE)
     try:
         if n_workers <= 1:
@@ -309,7 +321,7 @@ def encode_frame(
         filters, tokens, issues = parts[0]
     else:
         filters = np.concatenate([p[0] for p in parts])
-        tokens = [t for p in parts for t in p[1]]
+        tokens = TokenLists.concat([p[1] for p in parts])
         issues = [i for p in parts for i in p[2]]
     refs = _record_refs(len(tokens))
     batch = EncodedBatch(

@@ -190,11 +190,10 @@ def _arrow_text(series: pd.Series) -> pa.Array | None:
     raw = series.to_numpy()
     if raw.dtype != object:
         return None
-    try:  # (the type inferred: bytes or numbers among the text are not read as text)
-        arr = pa.array(raw, from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError):  # mixed types, or not UTF-8
+    try:  # (UTF-8 bytes among the text are read as text)
+        return pa.array(raw, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # numbers among it, or not UTF-8
         return None
-    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
 
 
 def _values_at(arr: pa.Array, rows: I64) -> NDArray[Any]:
@@ -233,7 +232,14 @@ def _postcode_column(series: pd.Series) -> _Column | None:
         )
     )  # a text the normaliser read (an outward code, a foreign code) is its postcode
     values = [next(made) if k else parsed[t] for t, k in zip(texts_, kernel, strict=True)]
-    return _Column(found.codes, values, bad_rows, why, blob=(found.blob, found.starts))
+    return _Column(found.codes, values, bad_rows, why, **_text_of(found))
+
+
+def _text_of(found: tn.Distinct) -> dict[str, Any]:
+    """A column's ``blob`` and ``ids`` from its distinct values' bytes."""
+    ids = np.append(found.hashes, np.uint64(0))  # 0: missing
+    ids[:-1][ids[:-1] == 0] = 1  # as fb.text_ids
+    return {"blob": (found.blob, found.starts), "ids": ids}
 
 
 def _text_column(kind: str, series: pd.Series) -> _Column | None:
@@ -254,7 +260,7 @@ def _text_column(kind: str, series: pd.Series) -> _Column | None:
     values: list[Any] = found.texts()
     if kind == "names":
         values = [tuple(v.split(tn.NAMES_SEPARATOR)) for v in values]
-    return _Column(found.codes, values, bad_rows, why, blob=(found.blob, found.starts))
+    return _Column(found.codes, values, bad_rows, why, **_text_of(found))
 
 
 def _other_rows(kind: str, rows: tn.Rows, raw: NDArray[Any], other: I64) -> tuple[I64, list[str]]:

@@ -177,7 +177,7 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-@njit(cache=True, inline="always")
+@fe.helper
 def _fmix(h):  # type: ignore[no-untyped-def]
     # murmur3's 64-bit finaliser: every input bit reaches every output bit
     h ^= h >> np.uint64(33)
@@ -188,28 +188,32 @@ def _fmix(h):  # type: ignore[no-untyped-def]
     return h
 
 
-@njit(cache=True)
-def _text_hashes(blob, starts):  # type: ignore[no-untyped-def]
-    """A 64-bit hash of each byte string, 8 little-endian bytes a step (murmur3-like
-    rounds) with its length mixed in, so zero-padding cannot conflate two texts."""
-    n = starts.shape[0] - 1
-    out = np.empty(n, dtype=np.uint64)
+@fe.helper
+def hash_bytes(buf, a, b):  # type: ignore[no-untyped-def]
+    """A 64-bit hash of ``buf[a:b]``, 8 little-endian bytes a step (murmur3-like rounds)
+    with its length mixed in, so zero-padding cannot conflate two texts."""
     c1 = np.uint64(0x87C37B91114253D5)
     c2 = np.uint64(0x4CF5AD432745937F)
+    h = np.uint64(0x243F6A8885A308D3) ^ (np.uint64(b - a) * np.uint64(0x9E3779B97F4A7C15))
+    for j in range(a, b, 8):
+        w = np.uint64(0)
+        for k in range(min(8, b - j)):
+            w |= np.uint64(buf[j + k]) << np.uint64(8 * k)
+        w *= c1
+        w = (w << np.uint64(31)) | (w >> np.uint64(33))
+        w *= c2
+        h ^= w
+        h = ((h << np.uint64(27)) | (h >> np.uint64(37))) * np.uint64(5) + np.uint64(0x52DCE729)
+    return _fmix(h ^ np.uint64(b - a))
+
+
+@njit(cache=True)
+def _text_hashes(blob, starts):  # type: ignore[no-untyped-def]
+    """:func:`hash_bytes` of each byte string ``blob[starts[i]:starts[i + 1]]``."""
+    n = starts.shape[0] - 1
+    out = np.empty(n, dtype=np.uint64)
     for i in range(n):
-        a = starts[i]
-        b = starts[i + 1]
-        h = np.uint64(0x243F6A8885A308D3) ^ (np.uint64(b - a) * np.uint64(0x9E3779B97F4A7C15))
-        for j in range(a, b, 8):
-            w = np.uint64(0)
-            for k in range(min(8, b - j)):
-                w |= np.uint64(blob[j + k]) << np.uint64(8 * k)
-            w *= c1
-            w = (w << np.uint64(31)) | (w >> np.uint64(33))
-            w *= c2
-            h ^= w
-            h = ((h << np.uint64(27)) | (h >> np.uint64(37))) * np.uint64(5) + np.uint64(0x52DCE729)
-        out[i] = _fmix(h ^ np.uint64(b - a))
+        out[i] = hash_bytes(blob, starts[i], starts[i + 1])
     return out
 
 

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
 
+from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.encoding._fastblock import hash_bytes
 
 U8 = NDArray[np.uint8]
 I64 = NDArray[np.int64]
@@ -93,14 +94,12 @@ _TITLES = _Table.of(nz._TITLES)
 _LEADING = _Table.of(nz._LEADING_TITLES)
 _ABBREVIATIONS = _Table.of(nz._ADDRESS_WORDS, nz._ADDRESS_WORDS)
 _NOT_SAINT_BEFORE = _Table.of(nz._NOT_SAINT_BEFORE)
+_ABBREVIATED = max(map(len, nz._ADDRESS_WORDS))  # longer words are not looked up
 assert nz._STREET_OR_SAINT == "st"
 
 
 # --------------------------------------------------------------------------- kernels
-# The helpers allocate nothing, so they are compiled without numba's reference counting
-# (``_nrt=False``): with it, passing arrays to a helper once per row costs an atomic
-# increment and decrement per array, several times the work itself.
-_helper: Any = njit(cache=True, _nrt=False)  # type: ignore[call-overload]
+_helper = fe.helper  # (compiled without reference counting: see there)
 
 
 @_helper
@@ -154,18 +153,43 @@ def _probe(a, b, table):  # type: ignore[no-untyped-def]
         h = (h + 1) & mask
 
 
+# What each byte is to the word splitter, per field kind (one table lookup a byte)
+_SEP, _WORD, _SKIP, _AMP, _COMMA, _BAD, _DIGIT_SEP = range(7)
+
+
+def _byte_classes() -> NDArray[np.uint8]:
+    cls = np.full((4, 256), _BAD, dtype=np.uint8)
+    for kind in (NAME, TOWN, ADDRESS, NAMES):
+        row = cls[kind]
+        row[32:127] = _SEP  # printable ASCII
+        row[[ord("'"), ord("`")]] = _SKIP  # removed: joins what it stands between
+        row[ord("a") : ord("z") + 1] = row[ord("A") : ord("Z") + 1] = _WORD
+        digits = slice(ord("0"), ord("9") + 1)
+        row[digits] = _DIGIT_SEP if kind in (NAME, NAMES) else _WORD  # names keep letters
+        if kind in (TOWN, ADDRESS):
+            row[ord("&")] = _AMP
+        if kind == ADDRESS:
+            row[ord(",")] = _COMMA
+    return cls
+
+
+_CLASSES = _byte_classes()
+
+
 @_helper
 def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
     """The words of printable ASCII ``data[s:e]`` for a field kind, lower case.
 
     Names keep letters; towns and addresses letters and digits, "&" being the word "and";
     apostrophes join what they stand between; anything else separates words (and, in an
-    address, a comma separates parts). ``w`` holds the words' bytes, their bounds, their
-    part and their table keys. Returns the number of words and a flag: 0 for a value with a
-    letter or digit, 1 for one without (a missing value), 2 for one that is not printable
-    ASCII (left to the per-value normalisers).
+    address, a comma separates parts). ``w`` holds the byte classes of the kind
+    (``_CLASSES``), the words' bytes, their bounds, their part and their table keys.
+    Returns the number of words and a flag: 0 for a value with a letter or digit, 1 for
+    one without (a missing value), 2 for one that is not printable ASCII (left to the
+    per-value normalisers).
     """
-    wbuf, ws, we, wpart, wa, wb = w
+    classes, wbuf, ws, we, wpart, wa, wb = w
+    cls = classes[kind]
     nw = 0
     pos = 0
     part = 0
@@ -175,21 +199,16 @@ def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
     alnum = False
     for i in range(s, e):
         c = data[i]
-        if c < 32 or c > 126:
-            return 0, 2
-        c = _lower(c)
-        if c == 39 or c == 96:  # ' and `: removed
-            continue
-        letter = _is_alpha(c)
-        if letter or _is_digit(c):
+        t = cls[c]
+        if t == _WORD:
             alnum = True
-        if letter or (kind != NAME and _is_digit(c)):
             if k < 0:
                 ws[nw] = pos
                 wpart[nw] = part
                 k = 0
                 ka = np.uint64(0)
                 kb = np.uint64(0)
+            c = c | 32 if c >= 65 else c  # letters to lower case (digits are below 65)
             wbuf[pos] = c
             pos += 1
             if k < 8:
@@ -201,13 +220,19 @@ def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
                 kb = _LONG
             k += 1
             continue
+        if t == _SKIP:
+            continue
+        if t == _BAD:
+            return 0, 2
         if k >= 0:
             we[nw] = pos
             wa[nw] = ka
             wb[nw] = kb
             nw += 1
             k = -1
-        if kind != NAME and c == 38:  # "&" -> " and "
+        if t == _DIGIT_SEP:
+            alnum = True
+        elif t == _AMP:  # "&" -> " and "
             ws[nw] = pos
             wpart[nw] = part
             wbuf[pos] = 97
@@ -218,7 +243,7 @@ def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
             wa[nw] = np.uint64(0x646E61)  # "and"
             wb[nw] = np.uint64(0)
             nw += 1
-        elif kind == ADDRESS and c == 44:
+        elif t == _COMMA:
             part += 1
     if k >= 0:
         we[nw] = pos
@@ -274,7 +299,7 @@ def _name(data, s, e, w, out, pos, titles, leading):  # type: ignore[no-untyped-
     nw, flag = _split_words(NAME, data, s, e, w)
     if flag == 2:
         return -1
-    wbuf, ws, we, _, wa, wb = w
+    _classes, wbuf, ws, we, _parts, wa, wb = w
     start = pos
     for i in range(nw):
         if _probe(wa[i], wb[i], titles) >= 0:
@@ -349,7 +374,7 @@ def _place(data, s, e, kind, w, out, pos, tables, check):  # type: ignore[no-unt
         return -1
     if flag == 1 and check:
         return pos
-    wbuf, ws, we, wpart, wa, wb = w
+    _, wbuf, ws, we, wpart, wa, wb = w
     start = pos
     st = np.uint64(0x7473)
     for i in range(nw):
@@ -368,7 +393,9 @@ def _place(data, s, e, kind, w, out, pos, tables, check):  # type: ignore[no-unt
             else:
                 pos = _put(out, pos, STREET, 0, 6, first)
             continue
-        j = _probe(wa[i], wb[i], abbreviations) if kind == ADDRESS else -1
+        j = -1
+        if kind == ADDRESS and we[i] - ws[i] <= _ABBREVIATED and not _is_digit(wbuf[ws[i]]):
+            j = _probe(wa[i], wb[i], abbreviations)
         if j >= 0:
             pos = _put(out, pos, adata, aoff[j], aoff[j + 1], first)
         else:
@@ -377,20 +404,18 @@ def _place(data, s, e, kind, w, out, pos, tables, check):  # type: ignore[no-unt
 
 
 @njit(cache=True)
-def _normalise_kernel(kind, offsets, data, null, tables, check):  # type: ignore[no-untyped-def]
-    placeholders, titles, leading, abbreviations, not_saint, aoff, adata = tables
-    place_tables = (abbreviations, not_saint, aoff, adata)
+def _work(offsets, classes):  # type: ignore[no-untyped-def]
+    """The kernels' output and scratch arrays for a column."""
     n = len(offsets) - 1
-    status = np.zeros(n, dtype=np.uint8)
-    starts = np.zeros(n, dtype=np.int64)
-    ends = np.zeros(n, dtype=np.int64)
     longest = 0
     for r in range(n):
         longest = max(longest, offsets[r + 1] - offsets[r])
     # at most 4 output bytes an input byte ("&" -> "and ", "av," -> "avenue ")
     out = np.empty(4 * (offsets[n] - offsets[0]) + n + 8, dtype=np.uint8)
+    rows = (np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
     m = longest + 2
     w = (
+        classes,
         np.empty(3 * m, dtype=np.uint8),  # "&" -> "and"
         np.empty(m, dtype=np.int64),
         np.empty(m, dtype=np.int64),
@@ -398,46 +423,74 @@ def _normalise_kernel(kind, offsets, data, null, tables, check):  # type: ignore
         np.empty(m, dtype=np.uint64),
         np.empty(m, dtype=np.uint64),
     )
-    ent = (np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64))
-    list_tables = (placeholders, titles, leading)
+    return out, rows, w, (np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64))
+
+
+@_helper
+def _settle(r, got, pos, status, ends):  # type: ignore[no-untyped-def]
+    """Row ``r``'s output ends at ``got`` (-1: left to the normalisers; none written:
+    missing); returns where the next row's starts."""
+    if got < 0:
+        status[r] = OTHER
+        return pos
+    ends[r] = got
+    if got == pos:
+        status[r] = MISSING
+    return got
+
+
+@njit(cache=True)
+def _normalise_kernel(kind, offsets, data, null, tables, check):  # type: ignore[no-untyped-def]
+    """Names, towns and addresses (name lists: ``_name_list_kernel``; with both in one
+    function LLVM makes slower code of each)."""
+    placeholders, titles, leading, abbreviations, not_saint, aoff, adata, classes = tables
+    place_tables = (abbreviations, not_saint, aoff, adata)
+    out, (status, starts, ends), w, _ = _work(offsets, classes)
     pos = 0
-    for r in range(n):
-        starts[r] = pos
-        ends[r] = pos
-        if null[r]:
-            status[r] = MISSING
-            continue
+    for r in range(len(offsets) - 1):
+        starts[r] = ends[r] = pos
         s, e = offsets[r], offsets[r + 1]
         # a placeholder first (its bytes are printable): the rest is read in one pass
-        if check and _blank_or_placeholder(data, s, e, placeholders):
+        if null[r] or (check and _blank_or_placeholder(data, s, e, placeholders)):
             status[r] = MISSING
             continue
         if kind == NAME:
             got = _name(data, s, e, w, out, pos, titles, leading)
-        elif kind == NAMES:
-            got = _name_list(data, s, e, w, out, pos, ent, list_tables)
         else:
             got = _place(data, s, e, kind, w, out, pos, place_tables, check)
-        if got < 0:
-            status[r] = OTHER
-            continue
-        pos = ends[r] = got
-        if pos == starts[r]:
+        pos = _settle(r, got, pos, status, ends)
+    return out[:pos], starts, ends, status
+
+
+@njit(cache=True)
+def _name_list_kernel(offsets, data, null, tables):  # type: ignore[no-untyped-def]
+    placeholders, titles, leading, _abbreviations, _not_saint, _aoff, _adata, classes = tables
+    out, (status, starts, ends), w, ent = _work(offsets, classes)
+    list_tables = (placeholders, titles, leading)
+    pos = 0
+    for r in range(len(offsets) - 1):
+        starts[r] = ends[r] = pos
+        s, e = offsets[r], offsets[r + 1]
+        if null[r] or _blank_or_placeholder(data, s, e, placeholders):
             status[r] = MISSING
+            continue
+        got = _name_list(data, s, e, w, out, pos, ent, list_tables)
+        pos = _settle(r, got, pos, status, ends)
     return out[:pos], starts, ends, status
 
 
 @njit(cache=True)
 def _distinct_kernel(out, starts, ends):  # type: ignore[no-untyped-def]
     """Codes of the rows' byte strings (-1: empty) in order of first appearance, by
-    FNV-1a hashing; the distinct strings end to end (one zero byte more), and the first
-    row of each."""
+    hashing (:func:`hash_bytes`); the distinct strings end to end (one zero byte more),
+    and the first row of each and its hash."""
     n = len(starts)
     size = 8
     while size < 2 * n:
         size <<= 1
     mask = size - 1
-    table = np.full(size, -1, dtype=np.int64)
+    # a slot: a hash and 1 + its value's code (0: empty), side by side (one cache line)
+    table = np.zeros((size, 2), dtype=np.uint64)
     codes = np.full(n, -1, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
     hashes = np.empty(n, dtype=np.uint64)
@@ -447,21 +500,20 @@ def _distinct_kernel(out, starts, ends):  # type: ignore[no-untyped-def]
         s, e = starts[r], ends[r]
         if e == s:
             continue
-        h = np.uint64(0xCBF29CE484222325)
-        for i in range(s, e):
-            h = (h ^ np.uint64(out[i])) * np.uint64(0x100000001B3)
+        h = hash_bytes(out, s, e)
         slot = np.int64(h & np.uint64(mask))
         while True:
-            d = table[slot]
+            d = np.int64(table[slot, 1]) - 1
             if d < 0:
-                table[slot] = nd
+                table[slot, 0] = h
+                table[slot, 1] = nd + 1
                 first[nd] = r
                 hashes[nd] = h
                 codes[r] = nd
                 nd += 1
                 total += e - s
                 break
-            if hashes[d] == h:
+            if table[slot, 0] == h:
                 fs, fe = starts[first[d]], ends[first[d]]
                 same = fe - fs == e - s
                 if same:
@@ -476,13 +528,13 @@ def _distinct_kernel(out, starts, ends):  # type: ignore[no-untyped-def]
     blob = np.zeros(total + 1, dtype=np.uint8)
     bstarts = np.zeros(nd + 1, dtype=np.int64)
     p = 0
-    for d in range(nd):
-        s, e = starts[first[d]], ends[first[d]]
+    for v in range(nd):
+        s, e = starts[first[v]], ends[first[v]]
         for i in range(s, e):
             blob[p] = out[i]
             p += 1
-        bstarts[d + 1] = p
-    return codes, blob, bstarts, first[:nd]
+        bstarts[v + 1] = p
+    return codes, blob, bstarts, first[:nd], hashes[:nd]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -499,6 +551,7 @@ _TABLES = (
     _lookup(_NOT_SAINT_BEFORE),
     _ABBREVIATIONS.off,
     _ABBREVIATIONS.data,
+    _CLASSES,
 )
 
 
@@ -550,9 +603,12 @@ def normalise_rows(kind: str, arr: pa.Array, *, folded: bool = False) -> Rows:
     if folded and kind == "names":
         raise ValueError("lists of names are split before they are folded")
     offsets, data, null = _arrays(arr)
-    out, starts, ends, status = _normalise_kernel(
-        KINDS[kind], offsets, data, null, _TABLES, not folded
-    )
+    if kind == "names":
+        out, starts, ends, status = _name_list_kernel(offsets, data, null, _TABLES)
+    else:
+        out, starts, ends, status = _normalise_kernel(
+            KINDS[kind], offsets, data, null, _TABLES, not folded
+        )
     return Rows(out, starts, ends, status)
 
 
@@ -560,12 +616,14 @@ def normalise_rows(kind: str, arr: pa.Array, *, folded: bool = False) -> Rows:
 class Distinct:
     """The rows' codes into their distinct normalised values (-1: none), and those
     values' bytes end to end (``blob[starts[i]:starts[i + 1]]``, one zero byte after)
-    and the first row holding each."""
+    the first row holding each, and each one's :func:`hash_bytes` (which
+    :func:`matcher.encoding._fastblock.text_ids` makes value ids of)."""
 
     codes: I64
     blob: U8
     starts: I64
     first: I64
+    hashes: U64
 
     def texts(self) -> list[str]:
         """The distinct values as strings."""

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from matcher.batch import EncodedBatch
+from matcher.batch import EncodedBatch, flat_tokens
 from matcher.errors import InputError, KeyringError
 from matcher.pki import ROLES, TlsFiles, load_client_tls, sign_batch
 from matcher.service.config import PURPOSES
@@ -328,9 +328,8 @@ class MatcherClient:
 def _chunks(header: Any, batch: EncodedBatch, size: int) -> Iterator[Any]:
     yield pb.SubmitBatchRequest(header=header)
     filt = np.ascontiguousarray(batch.filters, dtype="<u8")
-    counts = np.fromiter((len(t) for t in batch.blocking_tokens), dtype=np.int64, count=len(batch))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = (np.concatenate(batch.blocking_tokens) if len(batch) else np.zeros(0)).astype(np.uint64)
+    flat, offsets = flat_tokens(batch.blocking_tokens)
+    counts = np.diff(offsets)
     for a in range(0, len(batch), size):
         b = min(a + size, len(batch))
         yield pb.SubmitBatchRequest(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from matcher.batch import EncodedBatch
+from matcher.batch import EncodedBatch, flat_tokens
 from matcher.errors import EncodingError, InputError
 
 __all__ = [
@@ -83,8 +83,9 @@ class PackedColumns:
 
 def pack_record_columns(batch: EncodedBatch) -> tuple[bytes, bytes, bytes]:
     """A batch's filters, ``<u4`` token counts and ``<u8`` tokens as bytes (no validation)."""
-    counts = np.fromiter((len(t) for t in batch.blocking_tokens), dtype="<u4", count=len(batch))
-    flat = (np.concatenate(batch.blocking_tokens) if len(batch) else np.zeros(0)).astype("<u8")
+    flat, offsets = flat_tokens(batch.blocking_tokens)
+    counts = np.diff(offsets).astype("<u4")
+    flat = flat.astype("<u8", copy=False)
     filters = np.ascontiguousarray(batch.filters, dtype="<u8")
     return filters.tobytes(), counts.tobytes(), flat.tobytes()
 
