@@ -168,3 +168,38 @@ def test_console_entry_point_runs() -> None:
     )
     assert proc.returncode == 0
     assert "encode" in proc.stdout and "evaluate" in proc.stdout
+
+
+def test_csv_is_read_as_text_into_arrow_columns_as_pandas_would(tmp_path: Path) -> None:
+    from matcher.cli.link import read_table
+    from matcher.encoding import encode_frame
+    from matcher.keys import LinkageSecret
+    from matcher.schema import Hardening, default_schema
+
+    df = handmade_frame().drop(columns=["person", "force"])
+    path = tmp_path / "in.csv"
+    path.write_text("\ufeff" + df.to_csv(index=False), encoding="utf-8")
+    got = read_table(path)
+    assert list(got.columns) == list(df.columns)  # the byte-order mark is not in a name
+    assert all(isinstance(t, pd.ArrowDtype) for t in got.dtypes)
+    # the values pandas reads as text, empty fields missing (leading zeros kept)
+    want = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    assert got.astype(object).where(got.notna(), None).values.tolist() == want.astype(
+        object
+    ).where(want.notna(), None).values.tolist()
+    # and they encode exactly as the same rows held as Python strings
+    schema, secret = default_schema(Hardening(mode="none")), LinkageSecret(1, bytes(32))
+    a, b = encode_frame(got, schema, secret, "F01"), encode_frame(want, schema, secret, "F01")
+    assert (a.batch.filters == b.batch.filters).all()
+    assert [t.tolist() for t in a.batch.blocking_tokens] == [
+        t.tolist() for t in b.batch.blocking_tokens
+    ]
+    assert a.refs["id"].tolist() == b.refs["id"].tolist()
+
+
+def test_repeated_column_names_are_refused(tmp_path: Path, keys: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("id,surname,surname\n1,Smith,Jones\n", encoding="utf-8")
+    out = tmp_path / "dup.parquet"
+    rc = main(["encode", str(path), "--force", "WY", "--keys", str(keys), "-o", str(out)])
+    assert rc != 0 and not out.exists()
