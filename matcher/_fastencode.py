@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -413,7 +414,7 @@ def _bigram_masks(blob, starts, chars, table, numbers):  # type: ignore[no-untyp
     return masks, nums, slow
 
 
-def utf8_blob(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+def utf8_blob(texts: Sequence[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     """The texts' UTF-8 bytes end to end (one more zero byte) and their ``starts``."""
     arr = pa.array(texts, type=pa.large_string())
     _, offsets, data = arr.buffers()
@@ -427,7 +428,7 @@ def utf8_blob(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
 
 
 def bigram_masks(
-    texts: list[str],
+    texts: Sequence[str],
     table: U64,
     *,
     numbers: bool,

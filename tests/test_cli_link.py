@@ -184,9 +184,10 @@ def test_csv_is_read_as_text_into_arrow_columns_as_pandas_would(tmp_path: Path) 
     assert all(isinstance(t, pd.ArrowDtype) for t in got.dtypes)
     # the values pandas reads as text, empty fields missing (leading zeros kept)
     want = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    assert got.astype(object).where(got.notna(), None).values.tolist() == want.astype(
-        object
-    ).where(want.notna(), None).values.tolist()
+    assert (
+        got.astype(object).where(got.notna(), None).values.tolist()
+        == want.astype(object).where(want.notna(), None).values.tolist()
+    )
     # and they encode exactly as the same rows held as Python strings
     schema, secret = default_schema(Hardening(mode="none")), LinkageSecret(1, bytes(32))
     a, b = encode_frame(got, schema, secret, "F01"), encode_frame(want, schema, secret, "F01")

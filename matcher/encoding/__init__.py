@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ def _salt_codes(schema: LinkageSchema, cols: dict[str, _Column], n: int) -> tupl
 
 
 def _salted(
-    codes: I64, values: list[Any], salt_row: I64, salts: list[str]
+    codes: I64, values: Sequence[Any], salt_row: I64, salts: list[str]
 ) -> tuple[I64, list[Any], list[str]]:
     """Codes and values of (value, salt) pairs: name-domain fields under a salt option."""
     present = codes >= 0
@@ -136,7 +136,7 @@ def _record_seeds(enc: Encoder, schema: LinkageSchema, cols: dict[str, _Column],
 
 
 def _per_value(
-    col: _Column | None, n: int, fn: Callable[[list[Any], Any], U64], *, blob: bool = False
+    col: _Column | None, n: int, fn: Callable[[Any, Any], U64], *, blob: bool = False
 ) -> U64:
     """A uint64 per row, ``fn`` of the distinct values (and, with ``blob``, of their
     bytes; 0 where missing)."""

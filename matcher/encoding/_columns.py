@@ -16,7 +16,7 @@ them, by row and column, never with the value.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,7 @@ class _Column:
     """One input column, normalised: per-row codes into its distinct normalised values."""
 
     codes: I64  # -1: missing or unusable
-    values: list[Any]
+    values: Sequence[Any]  # the distinct values (dates and postcodes: lazy sequences)
     bad_rows: I64
     bad_reasons: list[str]
     ymd: I64 | None = None  # dates: the values as a (len(values), 3) array
@@ -169,8 +169,8 @@ def _date_column(series: pd.Series) -> _Column:
     inv, dates = pd.factorize(key[present])
     out[present] = inv
     ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1).astype(np.int64)
-    values = list(zip(*(ymd[:, j].tolist() for j in range(3)), strict=True)) if len(dates) else []
-    return _Column(out, values, bad_rows, why, ymd=ymd.reshape(-1, 3))
+    ymd = ymd.reshape(-1, 3)
+    return _Column(out, dt.Dates(ymd), bad_rows, why, ymd=ymd)
 
 
 def _arrow_text(series: pd.Series) -> pa.Array | None:
@@ -222,16 +222,10 @@ def _postcode_column(series: pd.Series) -> _Column | None:
         if bad_any:
             bad_rows, why = _bad(other, codes, reasons)
     found = tn.distinct(rows)
-    texts_ = found.texts()
-    kernel = (rows.status[found.first] == tn.OK).tolist()
-    made = iter(
-        pcn.postcode_values(
-            [t for t, k in zip(texts_, kernel, strict=True) if k],
-            outward[found.first[kernel]].tolist(),
-            area[found.first[kernel]].tolist(),
-        )
-    )  # a text the normaliser read (an outward code, a foreign code) is its postcode
-    values = [next(made) if k else parsed[t] for t, k in zip(texts_, kernel, strict=True)]
+    first = found.first
+    values = pcn.postcode_values(
+        found.texts(), rows.status[first] == tn.OK, outward[first], area[first], parsed
+    )  # (a text the normaliser read, an outward code or a foreign one, is its postcode)
     return _Column(found.codes, values, bad_rows, why, **_text_of(found))
 
 
@@ -393,7 +387,7 @@ def _normalise_columns(
     return cols, [FieldIssue(r, c, why) for r, _, c, why in found]
 
 
-def _combine(parts: list[_Column], n: int) -> tuple[I64, list[tuple[str, ...]]]:
+def _combine(parts: list[_Column], n: int) -> tuple[I64, Sequence[tuple[str, ...]]]:
     """Codes and values of a multi-column names field: the columns' tuples concatenated."""
     if not parts:
         return np.full(n, -1, dtype=np.int64), []
@@ -416,11 +410,11 @@ def _combine(parts: list[_Column], n: int) -> tuple[I64, list[tuple[str, ...]]]:
 
 def _combined(
     cols: dict[str, _Column], names: tuple[str, ...], n: int, memo: dict[Any, Any] | None
-) -> tuple[I64, list[tuple[str, ...]]]:
+) -> tuple[I64, Sequence[tuple[str, ...]]]:
     """:func:`_combine` of the columns ``names`` present, remembered in ``memo``."""
     key = ("\x00combine", names)
     if memo is not None and key in memo:
-        got: tuple[I64, list[tuple[str, ...]]] = memo[key]
+        got: tuple[I64, Sequence[tuple[str, ...]]] = memo[key]
         return got
     got = _combine([cols[c] for c in names if c in cols], n)
     if memo is not None:
@@ -430,7 +424,7 @@ def _combined(
 
 def _field_column(
     spec: FieldSpec, cols: dict[str, _Column], n: int, memo: dict[Any, Any] | None = None
-) -> tuple[I64, list[Any]]:
+) -> tuple[I64, Sequence[Any]]:
     if spec.kind == "names":
         return _combined(cols, tuple(spec.columns), n, memo)
     col = cols.get(spec.columns[0])

@@ -13,6 +13,9 @@ is not ``ok`` and takes the parser.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import overload
+
 import numpy as np
 import pyarrow as pa
 from numba import njit
@@ -21,7 +24,7 @@ from numpy.typing import NDArray
 from matcher import normalise as nz
 from matcher.encoding._textnorm import _arrays, _helper
 
-__all__ = ["read_dates"]
+__all__ = ["Dates", "read_dates"]
 
 I64 = NDArray[np.int64]
 # three-letter month names as 24-bit keys ("jan" -> 0x6A616E)
@@ -102,3 +105,35 @@ def read_dates(arr: pa.Array) -> tuple[NDArray[np.bool_], I64]:
         offsets, data, null, _MONTH_KEYS, _MONTH_VALUES
     )
     return out
+
+
+class Dates(Sequence[tuple[int, int, int]]):
+    """Distinct dates held as a ``(n, 3)`` array of year, month, day; a tuple is made only
+    when one is asked for (the encoder reads the array).
+
+    >>> d = Dates(np.array([[1985, 3, 12]])); len(d), d[0], list(d) == [(1985, 3, 12)]
+    (1, (1985, 3, 12), True)
+    """
+
+    __slots__ = ("ymd",)
+
+    def __init__(self, ymd: I64) -> None:
+        self.ymd = ymd
+
+    def __len__(self) -> int:
+        return len(self.ymd)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, int, int]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[int, int, int]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[int, int, int] | list[tuple[int, int, int]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        y, m, d = self.ymd[i].tolist()
+        return y, m, d
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]

@@ -16,6 +16,7 @@ value; q=2 text values are read by a kernel from a table of every bigram's mask.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from matcher import _fastencode as fe
 from matcher import normalise as nz
 from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import NormalisedRecord
+from matcher.encoding._postcodes import Postcodes
 from matcher.keys import LinkageSecret
 from matcher.schema import FieldSpec, LinkageSchema
 
@@ -66,7 +68,7 @@ def _salt(spec: FieldSpec, rec: NormalisedRecord, salt_field: str | None) -> str
     return rec.sex or "?"
 
 
-def forename_roots(names: list[str]) -> list[str]:
+def forename_roots(names: Sequence[str]) -> list[str]:
     """``nz.canonical_forename(nz.name_parts(name)[0])`` of each normalised forename.
 
     One dict look-up a name and no per-name cache: the names are a batch's distinct
@@ -191,7 +193,7 @@ class Encoder:
     def _text_masks(
         self,
         spec: FieldSpec,
-        texts: list[str],
+        texts: Sequence[str],
         upper: bool = False,
         blob: tuple[NDArray[np.uint8], I64] | None = None,
     ) -> U64:
@@ -230,13 +232,15 @@ class Encoder:
                 masks[i] = np.bitwise_or.reduce(tab[[found[t] for t in tt]], axis=0)
         return masks
 
-    def _postcode_masks(self, spec: FieldSpec, values: list[nz.Postcode]) -> U64:
-        fulls = [v.full for v in values]
+    def _postcode_masks(self, spec: FieldSpec, values: Sequence[nz.Postcode]) -> U64:
+        if not isinstance(values, Postcodes):  # (its parts are read without making objects)
+            values = Postcodes.of_parsed(list(values))
+        fulls = values.texts
         masks = self._text_masks(spec, [f.lower() for f in fulls], upper=True)
         masks |= self.hash_tokens(spec, "", ["F:" + f for f in fulls], 2)
         for attr, prefix, weight in (("outward", "O:", 2), ("sector", "S:", 1)):
             parts = np.empty(len(values), dtype=object)
-            parts[:] = [getattr(v, attr) or None for v in values]
+            parts[:] = values.parts(attr)
             inv, uniq = pd.factorize(parts, use_na_sentinel=True)  # None: no such part
             if len(uniq):
                 sub = self.hash_tokens(spec, "", [prefix + t for t in uniq.tolist()], weight)
@@ -245,7 +249,7 @@ class Encoder:
         return masks
 
     def _date_masks(
-        self, spec: FieldSpec, values: list[tuple[int, int, int]], ymd: I64 | None = None
+        self, spec: FieldSpec, values: Sequence[tuple[int, int, int]], ymd: I64 | None = None
     ) -> U64:
         arr = ymd if ymd is not None else np.array(values, dtype=np.int64).reshape(-1, 3)
         y, m, d = arr[:, 0], arr[:, 1], arr[:, 2]
@@ -281,7 +285,7 @@ class Encoder:
             masks |= self.hash_messages(spec, blob, starts, weight * spec.k)[seen[key]]
         return masks
 
-    def _nickname_masks(self, spec: FieldSpec, values: list[str]) -> U64:
+    def _nickname_masks(self, spec: FieldSpec, values: Sequence[str]) -> U64:
         roots = forename_roots(values)
         masks = self._text_masks(spec, roots)
         inv, uniq = pd.factorize(np.array(roots, dtype=object))
@@ -291,7 +295,7 @@ class Encoder:
     def field_table(
         self,
         spec: FieldSpec,
-        values: list[Any],
+        values: Sequence[Any],
         salts: list[str],
         *,
         ymd: I64 | None = None,

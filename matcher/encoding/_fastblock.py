@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jellyfish
@@ -217,7 +218,7 @@ def _text_hashes(blob, starts):  # type: ignore[no-untyped-def]
     return out
 
 
-def value_ids(values: list[Any]) -> U64:
+def value_ids(values: Sequence[Any]) -> U64:
     """Stable (unkeyed) 64-bit ids of distinct normalised values, never 0 (0 means
     missing): dates as ``yyyymmdd + 2**40``, the rest a hash of :func:`value_text`'s UTF-8
     bytes. A pure function of the value; a keyed PRF is applied on top."""

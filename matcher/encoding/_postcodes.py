@@ -17,6 +17,8 @@ unusable value, text that is not printable ASCII) is left ``OTHER`` for the norm
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +40,7 @@ from matcher.encoding._textnorm import (
     distinct,
 )
 
-__all__ = ["distinct", "postcode_values", "read_postcodes"]
+__all__ = ["Postcodes", "distinct", "postcode_values", "read_postcodes"]
 
 I64 = NDArray[np.int64]
 
@@ -178,12 +180,90 @@ def read_postcodes(arr: pa.Array) -> tuple[Rows, I64, I64]:
     return Rows(out, starts, ends, status), outward, area
 
 
-def postcode_values(texts: list[str], outward: list[int], area: list[int]) -> list[nz.Postcode]:
-    """The postcodes of full UK postcode texts, given their outward and area lengths."""
-    return [
-        nz.Postcode(
-            full=t, outward=t[:o], inward=t[o:], area=t[:a], district=t[:o], sector=t[: o + 1],
-            uk=True,
+class Postcodes(Sequence[nz.Postcode]):
+    """Distinct postcodes held as their texts and the lengths of their parts; a
+    :class:`matcher.normalise.Postcode` is made only when one is asked for (the encoder
+    reads the parts' texts directly).
+
+    ``outward``, ``sector``, ``area``: lengths of those prefixes of the text (-1: none);
+    ``uk``: whether each is a UK postcode.
+
+    >>> p = Postcodes.of_parsed([nz.normalise_postcode("SW1A 1AA"), nz.normalise_postcode("2074")])
+    >>> p[0] == nz.normalise_postcode("sw1a1aa"), p[1].uk, p.parts("sector")
+    (True, False, ['SW1A1', None])
+    """
+
+    __slots__ = ("area", "outward", "sector", "texts", "uk")
+
+    def __init__(
+        self, texts: list[str], outward: I64, sector: I64, area: I64, uk: NDArray[np.bool_]
+    ) -> None:
+        self.texts, self.outward, self.sector, self.area, self.uk = texts, outward, sector, area, uk
+
+    @classmethod
+    def of_parsed(cls, parsed: list[nz.Postcode]) -> Postcodes:
+        """The postcodes of :func:`matcher.normalise.normalise_postcode` results."""
+
+        def length(part: str | None) -> int:
+            return -1 if part is None else len(part)
+
+        return cls(
+            [p.full for p in parsed],
+            np.array([length(p.outward) for p in parsed], dtype=np.int64),
+            np.array([length(p.sector) for p in parsed], dtype=np.int64),
+            np.array([length(p.area) for p in parsed], dtype=np.int64),
+            np.array([p.uk for p in parsed], dtype=np.bool_),
         )
-        for t, o, a in zip(texts, outward, area, strict=True)
-    ]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, i: int) -> nz.Postcode: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[nz.Postcode]: ...
+    def __getitem__(self, i: int | slice) -> nz.Postcode | list[nz.Postcode]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        t = self.texts[i]
+        o, s, a = int(self.outward[i]), int(self.sector[i]), int(self.area[i])
+        outward = t[:o] if o >= 0 else None
+        return nz.Postcode(
+            full=t,
+            outward=outward,
+            inward=t[o:] if s >= 0 else None,
+            area=t[:a] if a >= 0 else None,
+            district=outward,
+            sector=t[:s] if s >= 0 else None,
+            uk=bool(self.uk[i]),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def parts(self, part: str) -> list[str | None]:
+        """Each postcode's ``"outward"`` or ``"sector"`` (None where it has none)."""
+        lengths = (self.outward if part == "outward" else self.sector).tolist()
+        return [t[:k] if k >= 0 else None for t, k in zip(self.texts, lengths, strict=True)]
+
+
+def postcode_values(
+    texts: list[str],
+    kernel: NDArray[np.bool_],
+    outward: I64,
+    area: I64,
+    parsed: dict[str, nz.Postcode],
+) -> Postcodes:
+    """Distinct postcode texts: full UK postcodes the kernel read (``kernel``; their
+    outward and area lengths given), the others as the normaliser ``parsed`` them."""
+    other = np.flatnonzero(~kernel).tolist()
+    if not other:
+        return Postcodes(texts, outward, outward + 1, area, np.ones(len(texts), dtype=np.bool_))
+    theirs = Postcodes.of_parsed([parsed[texts[i]] for i in other])
+    out_len, sec_len, area_len = outward.copy(), outward + 1, area.copy()
+    uk = np.ones(len(texts), dtype=np.bool_)
+    out_len[other], sec_len[other], area_len[other] = theirs.outward, theirs.sector, theirs.area
+    uk[other] = theirs.uk
+    return Postcodes(texts, out_len, sec_len, area_len, uk)
