@@ -120,3 +120,23 @@ def test_cli_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(no_ref) == 2
         err = capsys.readouterr().err
         assert "INVALID_ARGUMENT" in err and "case_reference" in err
+
+
+def test_query_subjects_are_read_as_encode_reads_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys"
+    assert main(["keys", "init", str(keys)]) == 0
+    common = ["--force", "F03", "--purpose", "safeguarding_child", "--reference", "case 1"]
+    common += ["--keys", str(keys)]
+    common += ["--server", "127.0.0.1:1"]  # never reached: the subjects are read first
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    (tmp_path / "dup.csv").write_text("id,surname,surname\np0,Ng,Ng\n", encoding="utf-8")
+    for name, says in (
+        ("missing.csv", "no such file"),
+        ("empty.csv", "empty"),
+        ("dup.csv", "repeated"),
+    ):
+        capsys.readouterr()
+        assert main(["query", str(tmp_path / name), *common]) != 0
+        assert says in capsys.readouterr().err, name

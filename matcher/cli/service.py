@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         ("watch", "watch for subjects in later submissions (assessor)"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("subjects", type=Path, help="subjects CSV (an id column and fields)")
+        p.add_argument(
+            "subjects", type=Path, help="subjects, .csv or .parquet (an id column and fields)"
+        )
         _client_args(p)
         p.add_argument("--purpose", required=True, help="purpose code, e.g. safeguarding_child")
         p.add_argument("--reference", required=True, help="case reference (free text)")
@@ -139,17 +141,12 @@ def _retract(args: argparse.Namespace) -> int:
 
 
 def _encode_subjects(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    import pandas as pd
-
+    from matcher.cli.link import read_table
     from matcher.encoding import encode_frame
-    from matcher.errors import InputError
     from matcher.keys import load_linkage_secret
     from matcher.schema import default_schema
 
-    try:
-        df = pd.read_csv(args.subjects, dtype=str, keep_default_na=False)
-    except (OSError, ValueError):
-        raise InputError(f"{args.subjects}: not a readable CSV file", field="subjects") from None
+    df = read_table(Path(args.subjects))  # as matcher encode reads a force's records
     secret = load_linkage_secret(args.keys)
     res = encode_frame(df, default_schema(), secret, args.force, id_column=args.id_column)
     return res.batch, [str(x) for x in res.refs["id"].tolist()]
