@@ -194,3 +194,30 @@ def test_wrong_filter_shape_is_refused() -> None:
         EncodedBatch(
             "WY", 1, "f" * 64, 1024, ["a"], np.zeros((1, 8), np.uint64), [np.zeros(0, np.uint64)]
         )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_slices_and_worker_processes_encode_as_one_pass(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    import matcher.encoding as enc
+    from matcher.datasets import build_multiforce
+
+    df = build_multiforce("febrl4", n_forces=2, seed=7).head(2500).reset_index(drop=True)
+    df.loc[[10, 1900], "date_of_birth"] = "31st of Smarch"  # one issue in each of two slices
+    schema, secret = default_schema(Hardening(mode="none")), LinkageSecret(1, bytes(32))
+    whole = encode_frame(df, schema, secret, "F01", id_column=None)
+    monkeypatch.setattr(enc, "_SLICE", 700)  # four slices
+    sliced = encode_frame(df, schema, secret, "F01", id_column=None, workers=workers)
+    assert (sliced.batch.filters == whole.batch.filters).all()
+    assert [t.tolist() for t in sliced.batch.blocking_tokens] == [
+        t.tolist() for t in whole.batch.blocking_tokens
+    ]
+    assert [(i.row, i.column) for i in sliced.issues] == [
+        (10, "date_of_birth"),
+        (1900, "date_of_birth"),
+    ]
+    assert [(i.row, i.column) for i in whole.issues] == [
+        (10, "date_of_birth"),
+        (1900, "date_of_birth"),
+    ]
