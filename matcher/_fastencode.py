@@ -471,12 +471,14 @@ _B2_IV = np.array(
 B2_MAX_MESSAGE = 128
 
 
-@njit(cache=True, inline="always")
+# (_rotr and _b2_g are inlined by LLVM; inlining them in numba's IR instead made the 96 G
+# calls of a compression take seconds to compile)
+@njit(cache=True)
 def _rotr(x, b):  # type: ignore[no-untyped-def]
     return (x >> np.uint64(b)) | (x << np.uint64(64 - b))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _b2_g(a, b, c, d, x, y):  # type: ignore[no-untyped-def]
     a = a + b + x
     d = _rotr(d ^ a, 32)
