@@ -172,20 +172,14 @@ def run_service(out: Path) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     try:
         _wait_ready(server, keys, proc, log)
+
+        def submit(force: str) -> None:
+            batch = str(out / f"{force}.parquet")
+            cli(["submit", batch, "--keys", str(keys), "--force", force, "--server", server])
+
         _say("forces F01, F02 and F03 submit their signed encoded batches")
         for force in FORCES[:3]:
-            cli(
-                [
-                    "submit",
-                    str(out / f"{force}.parquet"),
-                    "--keys",
-                    str(keys),
-                    "--force",
-                    force,
-                    "--server",
-                    server,
-                ]
-            )
+            submit(force)
 
         # The assessor in F01 has people in front of them: some of F01's own subjects.
         df = pd.read_csv(out / "F01.csv", dtype=str, keep_default_na=False)
@@ -231,18 +225,7 @@ def run_service(out: Path) -> dict[str, Any]:
                 if watcher.poll() is not None:
                     break
                 time.sleep(0.2)
-            cli(
-                [
-                    "submit",
-                    str(out / "F04.parquet"),
-                    "--keys",
-                    str(keys),
-                    "--force",
-                    "F04",
-                    "--server",
-                    server,
-                ]
-            )
+            submit("F04")
             watcher.wait(timeout=90)
         lines = [ln for ln in watch_out.read_text().splitlines() if ln.strip()]
         events = [json.loads(ln) for ln in lines if ln.lstrip().startswith("{")]

@@ -13,16 +13,15 @@ from matcher.batch import EncodedBatch, new_record_refs
 from matcher.errors import InputError, NotFoundError
 from matcher.store import AlertRecord, BatchEvent, RetractEvent, Store, WatchRecord, open_store
 
+import service_helpers
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = open_store(url)
-    yield s
-    s.close()
+store_url = service_helpers.store_url  # the shared per-backend fixture
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as s:
+        yield s
 
 
 def make_batch(force: str = "AA", n: int = 5, seed: int = 0, **kw: object) -> EncodedBatch:

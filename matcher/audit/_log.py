@@ -224,10 +224,15 @@ class AuditLog:
         self._last_checkpoint_at = time.monotonic()
         return cp
 
-    def _uncovered(self) -> bool:
-        seq, _ = self._store.head()
-        last = self._store.last_checkpoint()
-        return seq > (last[0] if last else 0)
+    def _seal(self) -> bool:
+        """Checkpoint the entries no checkpoint covers yet, if any (``_write`` held)."""
+        with self._store.locked():
+            seq, _ = self._store.head()
+            last = self._store.last_checkpoint()
+            if seq <= (last[0] if last else 0):
+                return False
+            self._write_checkpoint()
+            return True
 
     def _checkpoint_timer(self) -> None:
         while not self._stop.wait(min(self._seconds, 5.0)):
@@ -237,11 +242,8 @@ class AuditLog:
                 with self._write:
                     if self._closed:
                         return
-                    with self._store.locked():
-                        if self._uncovered():
-                            self._write_checkpoint()
-                        else:
-                            self._last_checkpoint_at = time.monotonic()
+                    if not self._seal():
+                        self._last_checkpoint_at = time.monotonic()
             except (MatcherError, OSError, RuntimeError) as exc:  # keep the service up
                 _log.error("audit checkpoint failed: %s", type(exc).__name__)
 
@@ -262,9 +264,8 @@ class AuditLog:
         """
         self._check_open()
         if seal and self._key is not None:
-            with self._write, self._store.locked():
-                if self._uncovered():
-                    self._write_checkpoint()
+            with self._write:
+                self._seal()
         after = since_seq
         lo = since_seq if since_seq == 0 else since_seq + 1
         while True:
@@ -300,9 +301,7 @@ class AuditLog:
             with self._write:
                 try:
                     if self._key is not None:
-                        with self._store.locked():
-                            if self._uncovered():
-                                self._write_checkpoint()
+                        self._seal()
                 finally:
                     self._closed = True
                     self._store.close()

@@ -35,6 +35,7 @@ from matcher.store._model import (
     check_id,
     check_refs,
     pack_columns,
+    pack_tokens,
     unpack_refs,
     unpack_tokens,
 )
@@ -166,6 +167,7 @@ class SqlStore(Store):
 
     blob_type = "BLOB"
     clustered = ""  # table option for a table stored in its primary-key order
+    _conn: Any  # the driver's connection, opened by the subclass
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -173,6 +175,10 @@ class SqlStore(Store):
         # (the service answers queries from its in-memory index).
         self._lock = threading.RLock()
         self._create_tables()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -352,12 +358,7 @@ class SqlStore(Store):
 
     # -- watches and alerts ------------------------------------------------------------
     def add_watch(self, watch: WatchRecord) -> None:
-        counts = np.fromiter(
-            (len(t) for t in watch.blocking_tokens), dtype="<u4", count=len(watch.subject_ids)
-        )
-        flat = (
-            np.concatenate(watch.blocking_tokens) if watch.blocking_tokens else np.zeros(0)
-        ).astype("<u8")
+        counts, tokens = pack_tokens(watch.blocking_tokens)
         with self._lock, self._tx(True) as cur:
             cur.execute(
                 "INSERT INTO store_watches (watch_id, owner, force, purpose, case_reference, "
@@ -376,8 +377,8 @@ class SqlStore(Store):
                     watch.filter_bits,
                     json.dumps(watch.subject_ids),
                     np.ascontiguousarray(watch.filters, dtype="<u8").tobytes(),
-                    counts.tobytes(),
-                    flat.tobytes(),
+                    counts,
+                    tokens,
                     watch.created_version,
                     watch.scanned_version,
                     watch.created_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "check_refs",
     "pack_columns",
     "pack_record_columns",
+    "pack_tokens",
     "unpack_refs",
     "unpack_tokens",
 ]
@@ -62,6 +64,12 @@ def unpack_refs(packed: bytes) -> list[str]:
     return [h[i : i + 32] for i in range(0, len(h), 32)]
 
 
+def pack_tokens(lists: Sequence[NDArray[np.uint64]]) -> tuple[bytes, bytes]:
+    """``<u4`` per-record counts and the ``<u8`` tokens end to end (see :func:`unpack_tokens`)."""
+    flat, offsets = flat_tokens(lists)
+    return np.diff(offsets).astype("<u4").tobytes(), flat.astype("<u8", copy=False).tobytes()
+
+
 def unpack_tokens(counts: bytes, tokens: bytes) -> list[NDArray[np.uint64]]:
     """Split concatenated ``<u8`` tokens by ``<u4`` per-record counts."""
     c = np.frombuffer(counts, dtype="<u4").astype(np.int64)
@@ -83,11 +91,8 @@ class PackedColumns:
 
 def pack_record_columns(batch: EncodedBatch) -> tuple[bytes, bytes, bytes]:
     """A batch's filters, ``<u4`` token counts and ``<u8`` tokens as bytes (no validation)."""
-    flat, offsets = flat_tokens(batch.blocking_tokens)
-    counts = np.diff(offsets).astype("<u4")
-    flat = flat.astype("<u8", copy=False)
     filters = np.ascontiguousarray(batch.filters, dtype="<u8")
-    return filters.tobytes(), counts.tobytes(), flat.tobytes()
+    return filters.tobytes(), *pack_tokens(batch.blocking_tokens)
 
 
 def pack_columns(batch: EncodedBatch) -> PackedColumns:

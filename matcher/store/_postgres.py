@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +27,7 @@ class _PgCursor:
 
     @staticmethod
     def _sql(sql: str) -> str:
-        return re.sub(r"\?", "%s", sql)
+        return sql.replace("?", "%s")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cur.execute(self._sql(sql), params)
@@ -89,7 +88,3 @@ class PostgresStore(SqlStore):
     def _delete_live(self, cur: Cursor, force: str, refs: list[str]) -> int:
         cur.execute("DELETE FROM store_live WHERE force = ? AND record_ref = ANY(?)", (force, refs))
         return cur.rowcount
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()

@@ -60,7 +60,3 @@ class SqliteStore(SqlStore):
                 "record_refs: a reference is already a live record of this force",
                 field="record_refs",
             ) from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
