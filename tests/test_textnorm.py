@@ -191,8 +191,8 @@ def test_arrow_backed_and_string_columns_read_as_object_columns() -> None:
 @given(st.lists(ANY_TEXT, min_size=1, max_size=40))
 def test_value_ids_from_the_kernels_equal_the_value_ids(values: list[str]) -> None:
     # record seeds and postcode tokens must not depend on which path read a column
-    raw = [*values, "SW1A 1AA", "Smith; Jones", None]
-    for kind in ("name", "town", "address", "names", "postcode"):
+    raw = [*values, "SW1A 1AA", "Smith; Jones", "1985-03-12", "12 Mar 1985", None]
+    for kind in ("name", "town", "address", "names", "postcode", "date"):
         col = _normalise_column(kind, pd.Series(raw, dtype=object))
         assert col.ids is not None
         assert col.ids.tolist() == [*fb.value_ids(col.values).tolist(), 0], kind

@@ -17,8 +17,6 @@ keyed PRF of the record's content, so equal values in different records give dif
 segments while the same record always gives the same encoding.
 
 >>> import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 >>> from matcher.keys import LinkageSecret
 >>> from matcher.schema import default_schema
 >>> df = pd.DataFrame({"id": ["a"], "forename": ["Bill"], "surname": ["Smith"],
@@ -44,6 +42,7 @@ from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
 from matcher.batch import EncodedBatch, TokenLists
+from matcher.encoding import _dates as dt
 from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import (
     OTHER_NAME_COLUMNS,
@@ -116,15 +115,8 @@ def _salted(
 def _value_ids(col: _Column | None, n: int) -> U64:
     if col is None:
         return np.zeros(n, dtype=np.uint64)
-    if col.ids is None:
-        if col.ymd is not None:  # as fb.value_ids for dates
-            dates = col.ymd.astype(np.uint64) @ np.array([10_000, 100, 1], dtype=np.uint64)
-            vids = dates + np.uint64(1 << 40)
-        elif col.blob is not None:  # the values' text, as fb.value_ids reads it
-            vids = fb.text_ids(*col.blob)
-        else:
-            vids = fb.value_ids(col.values)
-        col.ids = np.append(vids, np.uint64(0))
+    if col.ids is None:  # (the kernels' text and date columns come with theirs)
+        col.ids = np.append(fb.value_ids(col.values), np.uint64(0))
     out: U64 = col.ids[col.codes]
     return out
 
@@ -135,20 +127,21 @@ def _record_seeds(enc: Encoder, schema: LinkageSchema, cols: dict[str, _Column],
     return fe.siphash_columns(enc.rr_key, ids)
 
 
-def _per_value(
-    col: _Column | None, n: int, fn: Callable[[Any, Any], U64], *, blob: bool = False
-) -> U64:
-    """A uint64 per row, ``fn`` of the distinct values (and, with ``blob``, of their
-    bytes; 0 where missing)."""
+def _per_value(col: _Column | None, n: int, fn: Callable[[_Column], U64]) -> U64:
+    """A uint64 per row, ``fn`` of the column (one per distinct value; 0 where missing)."""
     if col is None:
         return np.zeros(n, dtype=np.uint64)
-    table = np.append(fn(col.values, col.blob if blob else None), np.uint64(0))
+    table = np.append(fn(col), np.uint64(0))
     out: U64 = table[col.codes]
     return out
 
 
-def _root_codes(forenames: list[str], _: Any = None) -> U64:
-    return fb.root_codes(forename_roots(forenames))
+def _name_codes(col: _Column) -> U64:
+    return fb.name_codes(col.values, col.blob)
+
+
+def _root_codes(col: _Column) -> U64:
+    return fb.root_codes(forename_roots(col.values))
 
 
 def _blocking(
@@ -168,9 +161,7 @@ def _blocking(
     yob = np.zeros(n, dtype=np.uint64)
     dsk = np.zeros(n, dtype=np.uint64)
     if dob is not None and dob.values:
-        ymd = (
-            dob.ymd if dob.ymd is not None else np.array(dob.values, dtype=np.int64).reshape(-1, 3)
-        ).astype(np.uint64)
+        ymd = dt.ymd_of(dob.values).astype(np.uint64)
         lo, hi = np.minimum(ymd[:, 1], ymd[:, 2]), np.maximum(ymd[:, 1], ymd[:, 2])
         present = dob.codes >= 0
         yob[present] = ymd[dob.codes[present], 0]
@@ -180,9 +171,9 @@ def _blocking(
     parts: dict[str, NDArray[Any]] = {
         "yob": yob,
         "dsk": dsk,
-        "fn": _per_value(cols.get("forename"), n, fb.name_codes, blob=True),
+        "fn": _per_value(cols.get("forename"), n, _name_codes),
         "root": _per_value(cols.get("forename"), n, _root_codes),
-        "sn": _per_value(cols.get("surname"), n, fb.name_codes, blob=True),
+        "sn": _per_value(cols.get("surname"), n, _name_codes),
         "pc": _value_ids(cols.get("postcode"), n),
         "oth": ocodes.astype(np.int64),
         "oth_off": off,
@@ -214,8 +205,7 @@ def _encode_slice(
             blob = None  # the values are (value, salt) pairs now
         else:
             vsalts = [""] * len(values)
-        ymd = col.ymd if spec.kind == "date" and col is not None else None
-        table = enc.field_table(spec, values, vsalts, ymd=ymd, blob=blob)
+        table = enc.field_table(spec, values, vsalts, blob=blob)
         fe.fill_segment(filters, table, codes, seg.word_offset)
     if hard.mode != "none" and hard.flip_probability > 0.0:
         seeds = _record_seeds(enc, schema, cols, n)

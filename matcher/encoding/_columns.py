@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from matcher import normalise as nz
 from matcher.encoding import _dates as dt
+from matcher.encoding import _fastblock as fb
 from matcher.encoding import _postcodes as pcn
 from matcher.encoding import _textnorm as tn
 from matcher.errors import InputError
@@ -72,7 +73,6 @@ class _Column:
     values: Sequence[Any]  # the distinct values (dates and postcodes: lazy sequences)
     bad_rows: I64
     bad_reasons: list[str]
-    ymd: I64 | None = None  # dates: the values as a (len(values), 3) array
     ids: NDArray[np.uint64] | None = None  # cached value ids (see encoding._value_ids)
     # text values: their UTF-8 bytes end to end (one zero byte after) and where each
     # starts, as fe.utf8_blob gives them (name lists: entries joined by "\x1f")
@@ -169,8 +169,8 @@ def _date_column(series: pd.Series) -> _Column:
     inv, dates = pd.factorize(key[present])
     out[present] = inv
     ymd = np.stack([dates // 10_000, dates // 100 % 100, dates % 100], axis=1).astype(np.int64)
-    ymd = ymd.reshape(-1, 3)
-    return _Column(out, dt.Dates(ymd), bad_rows, why, ymd=ymd)
+    ids = np.append(fb.date_ids(ymd.reshape(-1, 3)), np.uint64(0))
+    return _Column(out, dt.Dates(ymd.reshape(-1, 3)), bad_rows, why, ids=ids)
 
 
 def _arrow_text(series: pd.Series) -> pa.Array | None:
@@ -231,8 +231,7 @@ def _postcode_column(series: pd.Series) -> _Column | None:
 
 def _text_of(found: tn.Distinct) -> dict[str, Any]:
     """A column's ``blob`` and ``ids`` from its distinct values' bytes."""
-    ids = np.append(found.hashes, np.uint64(0))  # 0: missing
-    ids[:-1][ids[:-1] == 0] = 1  # as fb.text_ids
+    ids = np.append(fb.hash_ids(found.hashes), np.uint64(0))  # 0: missing
     return {"blob": (found.blob, found.starts), "ids": ids}
 
 
@@ -269,9 +268,8 @@ def _other_rows(kind: str, rows: tn.Rows, raw: NDArray[Any], other: I64) -> tupl
     codes, uniques = _factorize(raw)
     texts: list[bytes | None] = [None] * len(uniques)
     if kind != "names":
-        live = [i for i, v in enumerate(uniques) if not nz.is_missing(v)]
-        for i in set(range(len(uniques))) - set(live):
-            texts[i] = b""
+        texts = [b"" if nz.is_missing(v) else None for v in uniques]
+        live = [i for i, t in enumerate(texts) if t is None]
         folded = tn.normalise_rows(
             kind, pa.array([nz.fold(uniques[i]) for i in live], pa.large_string()), folded=True
         )

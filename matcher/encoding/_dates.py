@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from matcher import normalise as nz
 from matcher.encoding._textnorm import _arrays, _helper
 
-__all__ = ["Dates", "read_dates"]
+__all__ = ["Dates", "read_dates", "ymd_of"]
 
 I64 = NDArray[np.int64]
 # three-letter month names as 24-bit keys ("jan" -> 0x6A616E)
@@ -137,3 +137,10 @@ class Dates(Sequence[tuple[int, int, int]]):
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def ymd_of(values: Sequence[tuple[int, int, int]]) -> I64:
+    """Dates as a ``(n, 3)`` array of year, month, day (a :class:`Dates` as it holds them)."""
+    if isinstance(values, Dates):
+        return values.ymd
+    return np.array(values, dtype=np.int64).reshape(-1, 3)

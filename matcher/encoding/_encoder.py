@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from matcher import _fastencode as fe
 from matcher import normalise as nz
+from matcher.encoding import _dates as dt
 from matcher.encoding import _fastblock as fb
 from matcher.encoding._columns import NormalisedRecord
 from matcher.encoding._postcodes import Postcodes
@@ -248,10 +249,8 @@ class Encoder:
                 masks[rows] |= sub[inv[rows]]
         return masks
 
-    def _date_masks(
-        self, spec: FieldSpec, values: Sequence[tuple[int, int, int]], ymd: I64 | None = None
-    ) -> U64:
-        arr = ymd if ymd is not None else np.array(values, dtype=np.int64).reshape(-1, 3)
+    def _date_masks(self, spec: FieldSpec, values: Sequence[tuple[int, int, int]]) -> U64:
+        arr = dt.ymd_of(values)
         y, m, d = arr[:, 0], arr[:, 1], arr[:, 2]
         lo, hi = np.minimum(m, d), np.maximum(m, d)
         parts = (
@@ -298,14 +297,12 @@ class Encoder:
         values: Sequence[Any],
         salts: list[str],
         *,
-        ymd: I64 | None = None,
         blob: tuple[NDArray[np.uint8], I64] | None = None,
     ) -> U64:
         """``(len(values) + 1, words)``: one row per value, then a zero row for "missing".
 
-        ``ymd``: dates, the values as a ``(len(values), 3)`` array; ``blob``: text values,
-        their UTF-8 bytes end to end and where each starts (:func:`fe.utf8_blob`); both save
-        converting the values again.
+        ``blob``: text values, their UTF-8 bytes end to end and where each starts (as
+        :func:`fe.utf8_blob` gives them), which saves converting the values again.
         """
         table = np.zeros((len(values) + 1, spec.bits // 64), dtype=np.uint64)
         if not values:
@@ -318,7 +315,7 @@ class Encoder:
             texts = [" ".join(v) for v in values] if kind == "names" else values
             table[:-1] = self._text_masks(spec, texts, blob=None if kind == "names" else blob)
         elif kind == "date":
-            table[:-1] = self._date_masks(spec, values, ymd)
+            table[:-1] = self._date_masks(spec, values)
         elif kind == "postcode":
             table[:-1] = self._postcode_masks(spec, values)
         else:

@@ -29,7 +29,10 @@ from matcher import _fastencode as fe
 from matcher import normalise as nz
 
 __all__ = [
+    "date_ids",
     "flip_bits",
+    "hash_bytes",
+    "hash_ids",
     "name_code",
     "name_codes",
     "or_rows",
@@ -115,7 +118,7 @@ def _soundex_kernel(blob, starts, classes, skip_spaces):  # type: ignore[no-unty
 
 
 def _soundex_ids(
-    texts: list[str], *, skip_spaces: bool, blob: tuple[NDArray[np.uint8], I64] | None = None
+    texts: Sequence[str], *, skip_spaces: bool, blob: tuple[NDArray[np.uint8], I64] | None = None
 ) -> U64:
     if not texts:
         return np.zeros(0, dtype=np.uint64)
@@ -130,13 +133,13 @@ def _soundex_ids(
     return out
 
 
-def name_codes(names: list[str], blob: tuple[NDArray[np.uint8], I64] | None = None) -> U64:
+def name_codes(names: Sequence[str], blob: tuple[NDArray[np.uint8], I64] | None = None) -> U64:
     """``[name_code(n) for n in names]``, by a kernel for names of a-z and spaces
     (``blob``: the names as :func:`fe.utf8_blob` gives them, if at hand)."""
     return _soundex_ids(names, skip_spaces=True, blob=blob)
 
 
-def root_codes(roots: list[str]) -> U64:
+def root_codes(roots: Sequence[str]) -> U64:
     """``[root_code(r) for r in roots]``, by a kernel for roots of a-z."""
     return _soundex_ids(roots, skip_spaces=False)
 
@@ -226,10 +229,7 @@ def value_ids(values: Sequence[Any]) -> U64:
         return np.zeros(0, dtype=np.uint64)
     first = values[0]
     if isinstance(first, tuple) and first and isinstance(first[0], int):  # dates
-        ids: U64 = np.array(values, dtype=np.uint64).reshape(-1, 3) @ np.array(
-            [10_000, 100, 1], dtype=np.uint64
-        )
-        return ids + np.uint64(1 << 40)
+        return date_ids(np.array(values, dtype=np.int64).reshape(-1, 3))
     if isinstance(first, str):
         texts = values
     elif isinstance(first, nz.Postcode):  # a postcode column: all Postcodes
@@ -240,15 +240,18 @@ def value_ids(values: Sequence[Any]) -> U64:
         blob, starts = fe.utf8_blob(texts)
     except (ValueError, TypeError):  # a lone surrogate, or a value that is not text
         blob, starts = fe.messages([value_text(t).encode("utf-8", "surrogatepass") for t in texts])
-    return text_ids(blob, starts)
+    return hash_ids(_text_hashes(blob, starts))
 
 
-def text_ids(blob: NDArray[np.uint8], starts: I64) -> U64:
-    """:func:`value_ids` of values given as the UTF-8 bytes of their :func:`value_text`
-    end to end (``blob[starts[i]:starts[i + 1]]``)."""
-    ids: U64 = _text_hashes(blob, starts)
-    ids[ids == 0] = 1
-    return ids
+def date_ids(ymd: I64) -> U64:
+    """:func:`value_ids` of dates given as a ``(n, 3)`` array of year, month, day."""
+    ids: U64 = ymd.astype(np.uint64) @ np.array([10_000, 100, 1], dtype=np.uint64)
+    return ids + np.uint64(1 << 40)
+
+
+def hash_ids(hashes: U64) -> U64:
+    """Value ids of texts from their :func:`hash_bytes` (0 is kept for "missing")."""
+    return np.where(hashes == 0, np.uint64(1), hashes)
 
 
 # --------------------------------------------------------------------------- flips

@@ -10,7 +10,8 @@ unusable value, text that is not printable ASCII) is left ``OTHER`` for the norm
 >>> rows, outward, area = read_postcodes(pa.array(["sw1a 1aa", "n/a", "2074", "M1 lAA"]))
 >>> rows.status.tolist(), outward.tolist(), area.tolist()
 ([0, 1, 2, 0], [4, 0, 0, 2], [2, 0, 0, 1])
->>> d = distinct(rows); d.texts()
+>>> from matcher.encoding._textnorm import distinct
+>>> distinct(rows).texts()
 ['SW1A1AA', 'M11AA']
 """
 
@@ -27,6 +28,7 @@ from numpy.typing import NDArray
 
 from matcher import normalise as nz
 from matcher.encoding._textnorm import (
+    _PLACEHOLDERS,
     MISSING,
     OTHER,
     Rows,
@@ -37,10 +39,9 @@ from matcher.encoding._textnorm import (
     _probe,
     _Table,
     _word_key,
-    distinct,
 )
 
-__all__ = ["Postcodes", "distinct", "postcode_values", "read_postcodes"]
+__all__ = ["Postcodes", "postcode_values", "read_postcodes"]
 
 I64 = NDArray[np.int64]
 
@@ -166,7 +167,6 @@ def _postcode_kernel(offsets, data, null, placeholders, masks, special, fix):  #
     return out[:pos], starts, ends, status, outward, area
 
 
-_PLACEHOLDERS = _lookup(_Table.of(nz._PLACEHOLDERS))
 _SPECIALS = _lookup(_SPECIAL)
 
 
@@ -175,7 +175,7 @@ def read_postcodes(arr: pa.Array) -> tuple[Rows, I64, I64]:
     area's lengths; rows that are not full UK postcodes are ``OTHER``."""
     offsets, data, null = _arrays(arr)
     out, starts, ends, status, outward, area = _postcode_kernel(
-        offsets, data, null, _PLACEHOLDERS, _MASKS, _SPECIALS, _FIX
+        offsets, data, null, _lookup(_PLACEHOLDERS), _MASKS, _SPECIALS, _FIX
     )
     return Rows(out, starts, ends, status), outward, area
 

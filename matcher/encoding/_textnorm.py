@@ -84,7 +84,7 @@ class _Table:
 
 
 def _slot(a: int, b: int, bits: int) -> int:
-    """As the kernel's ``_find`` places a key (uint64 arithmetic)."""
+    """As :func:`_probe` places a key (uint64 arithmetic)."""
     m = (1 << 64) - 1
     return (((a ^ ((b * _MUL) & m)) * _MUL) & m) >> (64 - bits)
 
@@ -158,14 +158,14 @@ _SEP, _WORD, _SKIP, _AMP, _COMMA, _BAD, _DIGIT_SEP = range(7)
 
 
 def _byte_classes() -> NDArray[np.uint8]:
-    cls = np.full((4, 256), _BAD, dtype=np.uint8)
-    for kind in (NAME, TOWN, ADDRESS, NAMES):
+    cls = np.full((3, 256), _BAD, dtype=np.uint8)  # (name lists are split into names)
+    for kind in (NAME, TOWN, ADDRESS):
         row = cls[kind]
         row[32:127] = _SEP  # printable ASCII
         row[[ord("'"), ord("`")]] = _SKIP  # removed: joins what it stands between
         row[ord("a") : ord("z") + 1] = row[ord("A") : ord("Z") + 1] = _WORD
         digits = slice(ord("0"), ord("9") + 1)
-        row[digits] = _DIGIT_SEP if kind in (NAME, NAMES) else _WORD  # names keep letters
+        row[digits] = _DIGIT_SEP if kind == NAME else _WORD  # names keep letters
         if kind in (TOWN, ADDRESS):
             row[ord("&")] = _AMP
         if kind == ADDRESS:
@@ -317,14 +317,10 @@ def _name_list(data, s, e, w, out, pos, ent, tables):  # type: ignore[no-untyped
     printable ASCII)."""
     placeholders, titles, leading = tables
     es, ee = ent
-    alnum = False
     for i in range(s, e):
-        c = data[i]
-        if c < 32 or c > 126:
+        if data[i] < 32 or data[i] > 126:
             return -1
-        c = _lower(c)
-        alnum = alnum or _is_alpha(c) or _is_digit(c)
-    if not alnum:
+    if _missing(data, s, e, placeholders):
         return pos
     ne = 0
     a = s
@@ -617,7 +613,7 @@ class Distinct:
     """The rows' codes into their distinct normalised values (-1: none), and those
     values' bytes end to end (``blob[starts[i]:starts[i + 1]]``, one zero byte after)
     the first row holding each, and each one's :func:`hash_bytes` (which
-    :func:`matcher.encoding._fastblock.text_ids` makes value ids of)."""
+    :func:`matcher.encoding._fastblock.hash_ids` makes value ids of)."""
 
     codes: I64
     blob: U8
