@@ -144,9 +144,7 @@ def _encode(args: argparse.Namespace) -> int:
     refs_path = out.with_name(out.name.removesuffix(".parquet") + ".refs.csv")
     res.batch.to_parquet(out)
     try:
-        tmp = refs_path.with_name(refs_path.name + ".partial")
-        res.refs.to_csv(tmp, index=False)
-        os.replace(tmp, refs_path)
+        _write_csv(res.refs, refs_path)
     except OSError:
         out.unlink(missing_ok=True)
         raise
@@ -160,6 +158,16 @@ def _encode(args: argparse.Namespace) -> int:
         f"reference map -> {refs_path} (keep it in the force)"
     )
     return 0
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` whole or not at all (a ``.partial`` file, then renamed)."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _schema_for(batches: list[EncodedBatch], path: Path | None) -> LinkageSchema:
@@ -192,12 +200,8 @@ def _link(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     if args.clusters is not None:
-        ctmp = args.clusters.with_name(args.clusters.name + ".partial")
-        result.clusters.to_csv(ctmp, index=False)
-        os.replace(ctmp, args.clusters)
-    tmp = args.output.with_name(args.output.name + ".partial")
-    result.pairs.to_csv(tmp, index=False)
-    os.replace(tmp, args.output)
+        _write_csv(result.clusters, args.clusters)
+    _write_csv(result.pairs, args.output)
     print(
         f"linked {sum(len(b) for b in batches)} records of {len(batches)} forces: "
         f"{len(result.pairs)} pairs from {result.candidates} candidates -> {args.output}"
