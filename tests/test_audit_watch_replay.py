@@ -32,7 +32,7 @@ from matcher.audit._model import utc_now
 from matcher.audit._replay import WatchLog, watch_entry
 from matcher.cli import main
 from matcher.service import AlertEvent, WatchStarted
-from matcher.service.core import Query, query_digest
+from matcher.service.core import query_digest
 from matcher.store import open_store
 
 import service_helpers
@@ -259,12 +259,11 @@ def test_watch_alerts_replay_identically(
     others = encode(people(3, seed=99), "F01")
 
     def other_subjects(ev: AuditEvent) -> AuditEvent:
-        q = Query("", "", others.epoch, others.schema_fingerprint, others.filter_bits, [],
-                  others.filters, [])  # fmt: skip
-        enc = [base64.b64encode(f.astype("<u8").tobytes()).decode() for f in others.filters]
-        return AuditEvent(
-            **{**ev.__dict__, "query_encodings": enc, "query_digest": query_digest(q)}
+        digest = query_digest(
+            others.epoch, others.schema_fingerprint, others.filter_bits, others.filters
         )
+        enc = [base64.b64encode(f.astype("<u8").tobytes()).decode() for f in others.filters]
+        return AuditEvent(**{**ev.__dict__, "query_encodings": enc, "query_digest": digest})
 
     check(
         rewrite(after, keys, registration.seq, other_subjects),

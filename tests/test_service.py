@@ -12,6 +12,7 @@ import pytest
 from matcher.pki import load_signing_key
 from matcher.service import MatcherClient, MatcherServer
 
+import service_helpers
 from service_helpers import (
     client,
     encode,
@@ -20,6 +21,8 @@ from service_helpers import (
     running,
     submit,
 )
+
+store_url = service_helpers.store_url  # the shared per-backend fixture
 
 
 @pytest.fixture(scope="module")
@@ -195,18 +198,10 @@ def test_client_needs_a_force_when_ambiguous(keys: Path) -> None:
         MatcherClient.open("127.0.0.1:1", keys, role="assessor")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_whole_flow_on_both_stores(
-    backend: str, keys: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'store.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+def test_whole_flow_on_both_stores(keys: Path, store_url: str) -> None:
     df = people(12, seed=30)
     f01, f02 = encode(df, "F01"), encode(df.iloc[:4], "F02")
-    with running(keys, url) as (server, port):
+    with running(keys, store_url) as (server, port):
         submit(keys, port, f01)
         submit(keys, port, f01)  # idempotent
         with client(keys, port, "F02", "submitter") as s:
@@ -221,7 +216,7 @@ def test_whole_flow_on_both_stores(
         with client(keys, port, "F01", "auditor") as a:
             lines = [json for _, kind, json in a.read_audit() if kind == "entry"]
         assert any('"rpc":"FindMatches"' in line for line in lines)
-    with running(keys, url) as (server, port):
+    with running(keys, store_url) as (server, port):
         assert (server.core.store_version, len(server.core.index)) == (3, 15)
 
 

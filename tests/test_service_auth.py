@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
 from matcher.batch import EncodedBatch
@@ -278,7 +277,6 @@ def test_bad_batches_change_nothing_and_log_no_values(
     for ref in batch.record_refs:
         assert ref not in text
     assert "Not-A-Ref" not in text
-    assert np.asarray(batch.filters).size  # the batch itself was fine
 
 
 def test_every_force_and_role_has_one_identity(keys: Path) -> None:

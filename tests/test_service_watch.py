@@ -105,3 +105,51 @@ def test_retracted_records_are_not_replayed(keys: Path, tmp_path: Path) -> None:
             assert isinstance(nxt, AlertEvent) and nxt.match.force == "F03"
             stream.cancel()
         assert len(server.core.store.alerts(started.watch_id)) == 2
+
+
+def test_catch_up_scans_each_watch_from_its_own_version(tmp_path: Path) -> None:
+    from matcher.scoring import default_model
+    from matcher.service.watches import WatchHub
+    from matcher.store import WatchRecord, open_store
+
+    from service_helpers import SCHEMA
+
+    df = people(5, seed=23)
+    subject = encode(df.iloc[[0]], "F01")
+
+    def watch(watch_id: str, scanned: int) -> WatchRecord:
+        return WatchRecord(
+            watch_id=watch_id,
+            owner="assessor of F01",
+            force="F01",
+            purpose="vetting",
+            case_reference="c",
+            include_own_force=False,
+            epoch=subject.epoch,
+            schema_fingerprint=subject.schema_fingerprint,
+            filter_bits=subject.filter_bits,
+            subject_ids=["s0"],
+            filters=subject.filters,
+            blocking_tokens=list(subject.blocking_tokens),
+            created_version=0,
+            scanned_version=scanned,
+            created_at="2024-01-01T00:00:00+00:00",
+        )
+
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        # Batches applied while no hub ran (as before a crash): one watch saw the first.
+        store.append_batch(encode(df.iloc[[0, 1]], "F02"))
+        store.append_batch(encode(df.iloc[[0, 2]], "F03"))
+        store.add_watch(watch("a" * 32, 0))
+        store.add_watch(watch("b" * 32, 1))
+        hub = WatchHub(store, SCHEMA, default_model(SCHEMA), threshold=0.5, max_results=10)
+        assert hub.catch_up() == 3
+        assert hub.catch_up() == 0
+        got = {w: [(a.seq, a.force) for a in store.alerts(w * 32)] for w in "ab"}
+        assert got == {"a": [(1, "F02"), (2, "F03")], "b": [(1, "F03")]}
+        # The scanned versions were kept: a new hub has nothing left to scan.
+        fresh = WatchHub(store, SCHEMA, default_model(SCHEMA), threshold=0.5, max_results=10)
+        assert fresh.catch_up() == 0
+    finally:
+        store.close()

@@ -236,6 +236,7 @@ class StoreReplayer:
 
     def _watch_spec(self, log: WatchLog) -> _WatchSpec:
         from matcher.service.config import Limits, ServiceConfig
+        from matcher.service.core import query_digest
 
         wid = log.watch_id
         for config_hash in sorted(log.config_hashes):
@@ -264,7 +265,9 @@ class StoreReplayer:
             epoch = ev.key_epoch if ev.key_epoch is not None else stored.epoch
             fingerprint = ev.schema_fingerprint or stored.schema_fingerprint
             created = ev.store_version
-            if ev.query_digest and ev.query_digest != _digest(epoch, fingerprint, bits, filters):
+            if ev.query_digest and ev.query_digest != query_digest(
+                epoch, fingerprint, bits, filters
+            ):
                 raise AuditError(
                     f"query_digest: entry seq {reg.seq}: the encodings do not match their digest"
                 )
@@ -320,12 +323,3 @@ class StoreReplayer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _digest(
-    epoch: int, fingerprint: str, bits: int, filters: np.ndarray[Any, np.dtype[np.uint64]]
-) -> str:
-    """The query digest the service records (:func:`matcher.service.core.query_digest`)."""
-    from matcher.service.core import Query, query_digest
-
-    return query_digest(Query("", "", epoch, fingerprint, bits, [], filters, []))

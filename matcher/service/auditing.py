@@ -85,14 +85,12 @@ class ServiceAudit(NoteSink):
     @property
     def public_key(self) -> bytes:
         """The checkpoint key's raw public bytes (empty without a key)."""
-        key = getattr(self.log, "_key", None) if self.log is not None else None
+        key = self.log.public_key if self.log is not None else None
         if key is None:
             return b""
         from cryptography.hazmat.primitives import serialization
 
-        raw: bytes = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        raw: bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return raw
 
     def close(self) -> None:

@@ -180,9 +180,7 @@ class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _fail(self, note: AuditNote, exc: Exception, context: grpc.ServicerContext) -> None:
         if isinstance(exc, MatcherError):
-            code = (
-                status_for(exc) if note.identity is not None else (grpc.StatusCode.UNAUTHENTICATED)
-            )
+            code = status_for(exc) if note.identity is not None else grpc.StatusCode.UNAUTHENTICATED
             message = str(exc)
         elif _is_abort(exc):
             # Cancelled by the client, or aborted already: log the call all the same.

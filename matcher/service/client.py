@@ -36,7 +36,7 @@ __all__ = [
 
 pb: Any = importlib.import_module("matcher._proto.matcher_pb2")
 _PREFIX = "/matcher.v1.Matcher/"
-_BAND_NAMES = {1: "strong", 2: "probable", 3: "possible"}
+_BAND_NAMES = {pb.BAND_STRONG: "strong", pb.BAND_PROBABLE: "probable", pb.BAND_POSSIBLE: "possible"}
 
 
 def _find_client(keys_dir: Path, force: str | None, role: str) -> tuple[str, str]:
@@ -172,6 +172,26 @@ def _purpose(purpose: str, case_reference: str) -> Any:
     )
 
 
+def _query_fields(
+    subjects: EncodedBatch,
+    purpose: str,
+    case_reference: str,
+    subject_ids: Sequence[str] | None,
+    include_own_force: bool,
+) -> dict[str, Any]:
+    """The fields FindMatchesRequest and WatchRequest share."""
+    return {
+        "purpose": _purpose(purpose, case_reference),
+        "encoding": pb.QueryEncoding(
+            epoch=subjects.epoch,
+            schema_fingerprint=subjects.schema_fingerprint,
+            filter_bits=subjects.filter_bits,
+        ),
+        "subjects": _subjects(subjects, subject_ids),
+        "include_own_force": include_own_force,
+    }
+
+
 def _subjects(batch: EncodedBatch, subject_ids: Sequence[str] | None) -> list[Any]:
     ids = list(subject_ids) if subject_ids is not None else [str(i) for i in range(len(batch))]
     if len(ids) != len(batch):
@@ -266,14 +286,7 @@ class MatcherClient:
     ) -> tuple[list[SubjectResult], int]:
         """Search for each subject; returns results in subject order and the store version."""
         req = pb.FindMatchesRequest(
-            purpose=_purpose(purpose, case_reference),
-            encoding=pb.QueryEncoding(
-                epoch=subjects.epoch,
-                schema_fingerprint=subjects.schema_fingerprint,
-                filter_bits=subjects.filter_bits,
-            ),
-            subjects=_subjects(subjects, subject_ids),
-            include_own_force=include_own_force,
+            **_query_fields(subjects, purpose, case_reference, subject_ids, include_own_force),
             max_results=max_results,
         )
         r = self._uu("FindMatches", req, pb.FindMatchesResponse)
@@ -298,14 +311,7 @@ class MatcherClient:
             raise InputError("subjects: needed for a new watch", field="subjects")
         else:
             req = pb.WatchRequest(
-                purpose=_purpose(purpose, case_reference),
-                encoding=pb.QueryEncoding(
-                    epoch=subjects.epoch,
-                    schema_fingerprint=subjects.schema_fingerprint,
-                    filter_bits=subjects.filter_bits,
-                ),
-                subjects=_subjects(subjects, subject_ids),
-                include_own_force=include_own_force,
+                **_query_fields(subjects, purpose, case_reference, subject_ids, include_own_force)
             )
         call = self.channel.unary_stream(
             _PREFIX + "Watch",

@@ -58,10 +58,13 @@ class FindOutcome:
     query_digest: str
 
 
-def query_digest(q: Query) -> str:
-    """SHA-256 (hex) of a query's encodings, as recorded in the audit log."""
-    h = hashlib.sha256(f"{q.epoch}/{q.schema_fingerprint}/{q.filter_bits}\n".encode())
-    h.update(np.ascontiguousarray(q.filters, dtype="<u8").tobytes())
+def query_digest(
+    epoch: int, schema_fingerprint: str, filter_bits: int, filters: NDArray[np.uint64]
+) -> str:
+    """SHA-256 (hex) of a query's encodings, as recorded in the audit log (and checked by
+    its replay)."""
+    h = hashlib.sha256(f"{epoch}/{schema_fingerprint}/{filter_bits}\n".encode())
+    h.update(np.ascontiguousarray(filters, dtype="<u8").tobytes())
     return h.hexdigest()
 
 
@@ -87,13 +90,12 @@ class MatcherCore:
         self.index = RecordIndex(words=self.schema.total_words, schema=self.schema)
         self._write_lock = threading.Lock()
         self._rebuild()
-        lim = config.limits
         self.watches = WatchHub(
             store,
             self.schema,
             self.model,
             threshold=config.candidate_threshold,
-            max_results=lim.default_results_per_subject,
+            max_results=config.limits.default_results_per_subject,
         )
         self.watches.catch_up()
 
@@ -149,16 +151,17 @@ class MatcherCore:
         note = current_note()
         note.set(key_epoch=batch.epoch, schema_fingerprint=batch.schema_fingerprint)
         note.details.update(batch_id=batch.batch_id, records=len(batch))
-        self._check_own_force(identity, batch.force)
+        self.check_header(
+            identity,
+            batch.force,
+            batch.epoch,
+            batch.schema_fingerprint,
+            batch.filter_bits,
+            len(batch),
+        )
         check_id(batch.batch_id, "batch_id")
-        self.check_encoding(batch.epoch, batch.schema_fingerprint, batch.filter_bits)
         if len(batch) == 0:
             raise InputError("record_count: a batch needs at least one record", field="chunk")
-        if len(batch) > self.config.limits.max_batch_records:
-            raise InputError(
-                f"record_count: at most {self.config.limits.max_batch_records} records",
-                field="record_count",
-            )
         digest = batch_digest(batch)
         try:
             self.registry.verify(batch.force, digest, signature)
@@ -199,7 +202,8 @@ class MatcherCore:
         return result
 
     # -- FindMatches and Watch -------------------------------------------------------
-    def _check_query(self, identity: Identity, q: Query) -> None:
+    def _check_query(self, identity: Identity, q: Query) -> str:
+        """Refuse a query the service does not serve, charge it; returns its digest."""
         note = current_note()
         note.set(
             purpose=q.purpose or None,
@@ -227,17 +231,19 @@ class MatcherCore:
                 field="max_results",
             )
         self.quotas.charge(identity.fingerprint, subjects=n)
+        digest = query_digest(q.epoch, q.schema_fingerprint, q.filter_bits, q.filters)
         note.set(
-            query_digest=query_digest(q),
+            query_digest=digest,
             query_encodings=[
                 base64.b64encode(np.ascontiguousarray(f, dtype="<u8").tobytes()).decode()
                 for f in q.filters
             ],
         )
+        return digest
 
     def find(self, identity: Identity, q: Query) -> FindOutcome:
         """Search the live records for each subject, excluding the caller's force unless asked."""
-        self._check_query(identity, q)
+        digest = self._check_query(identity, q)
         snap = self.index.snapshot()
         max_results = q.max_results or self.config.limits.default_results_per_subject
         found = search(
@@ -249,7 +255,6 @@ class MatcherCore:
             max_results=max_results,
             threshold=self.config.candidate_threshold,
         )
-        digest = query_digest(q)
         note = current_note()
         note.set(
             store_version=snap.version,

@@ -8,7 +8,6 @@ audit log writes its shutdown checkpoint, the store closes).
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from concurrent import futures
@@ -30,8 +29,6 @@ from matcher.service.servicer import MatcherServicer, rpc_handler
 from matcher.store import open_store
 
 __all__ = ["MatcherServer", "create_server", "serve"]
-
-_log = logging.getLogger("matcher.service")
 
 
 class MatcherServer:

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from matcher.batch import EncodedBatch
+from matcher.batch import EncodedBatch, TokenLists
 from matcher.errors import EncodingError, InputError
 from matcher.service.auditing import ServiceAudit
 from matcher.service.auth import AuditNote, current_note, identity_of
@@ -238,22 +238,24 @@ def _read_batch(h: Any, it: Iterator[Any]) -> EncodedBatch:
         tokens.append(np.array(c.blocking_tokens, dtype=np.uint64))
     if len(refs) != h.record_count:
         raise EncodingError("record_count: fewer records than declared", field="record_count")
-    cnt = np.concatenate(counts) if counts else np.zeros(0, np.uint32)
+    offsets = np.zeros(len(refs) + 1, dtype=np.int64)
+    if counts:
+        np.cumsum(np.concatenate(counts), out=offsets[1:])
     flat = np.concatenate(tokens) if tokens else np.zeros(0, np.uint64)
-    if int(cnt.sum()) != len(flat):
+    if offsets[-1] != len(flat):
         raise EncodingError("chunk.token_counts: do not add up", field="token_counts")
     raw = np.frombuffer(b"".join(filters), dtype="<u8").astype(np.uint64)
-    batch = EncodedBatch(
+    return EncodedBatch(
         force=h.force,
         epoch=h.epoch,
         schema_fingerprint=h.schema_fingerprint,
         filter_bits=h.filter_bits,
         record_refs=refs,
         filters=raw.reshape(len(refs), h.filter_bits // 64),
-        blocking_tokens=np.split(flat, np.cumsum(cnt.astype(np.int64))[:-1]) if len(cnt) else [],
+        # End to end as they came, not split per record: signing and storing read one array.
+        blocking_tokens=TokenLists(flat, offsets),
         batch_id=h.batch_id,
     )
-    return batch
 
 
 _RPCS: dict[str, tuple[str, Any, Any]] = {

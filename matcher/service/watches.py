@@ -73,32 +73,36 @@ class WatchHub:
         return watch if watch is not None else self._store.get_watch(watch_id)
 
     def catch_up(self) -> int:
-        """Scan batches that watches have not yet seen (after a restart); alerts raised."""
-        raised = 0
-        for watch in list(self._watches.values()):
-            for ev in self._store.events(since=watch.scanned_version):
-                if isinstance(ev, BatchEvent):
-                    snap = batch_snapshot(ev.batch, ev.version)
-                    raised += self._scan(watch, ev.batch, snap, ev.version)
-        return raised
+        """Scan batches that watches have not yet seen (after a restart); alerts raised.
+
+        Each batch is read and indexed once for all the watches that missed it.
+        """
+        since = min((w.scanned_version for w in self._watches.values()), default=None)
+        if since is None:
+            return 0
+        return sum(
+            self.on_batch(ev.batch, ev.version)
+            for ev in self._store.events(since=since)
+            if isinstance(ev, BatchEvent)
+        )
 
     def on_batch(self, batch: EncodedBatch, version: int) -> int:
         """Check every watch against a newly applied batch; returns alerts raised."""
+        raised = 0
         watches = list(self._watches.values())
-        snap = batch_snapshot(batch, version) if watches else None
-        raised = sum(self._scan(w, batch, snap, version) for w in watches)
+        if watches:
+            snap = batch_snapshot(batch, version)
+            raised = sum(self._scan(w, batch, snap, version) for w in watches)
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
         return raised
 
-    def _scan(
-        self, watch: WatchRecord, batch: EncodedBatch, snap: Snapshot | None, version: int
-    ) -> int:
+    def _scan(self, watch: WatchRecord, batch: EncodedBatch, snap: Snapshot, version: int) -> int:
         if version <= watch.scanned_version:
             return 0
         alerts: list[AlertRecord] = []
-        if snap is not None and scans_batch(
+        if scans_batch(
             watch.force,
             watch.include_own_force,
             watch.epoch,
@@ -132,7 +136,7 @@ class WatchHub:
                     )
         self._store.append_alerts(watch.watch_id, alerts, scanned_version=version)
         with self._cond:
-            self._watches[watch.watch_id] = _scanned(watch, version)
+            self._watches[watch.watch_id] = replace(watch, scanned_version=version)
         return len(alerts)
 
     def stream(
@@ -217,7 +221,3 @@ def watch_search(
     return search(
         snap, subjects, schema=schema, model=model, max_results=max_results, threshold=threshold
     )
-
-
-def _scanned(watch: WatchRecord, version: int) -> WatchRecord:
-    return replace(watch, scanned_version=version)
