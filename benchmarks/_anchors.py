@@ -37,7 +37,6 @@ __all__ = [
     "clkhash_rows",
     "clkhash_schema",
     "ensure_pkg_resources",
-    "import_anonlink",
     "plain_normalise",
     "recordlinkage_ecm",
     "score",
@@ -257,13 +256,6 @@ def ensure_pkg_resources() -> None:
         sys.modules["pkg_resources"] = shim
 
 
-def import_anonlink() -> Any:
-    ensure_pkg_resources()
-    import anonlink
-
-    return anonlink
-
-
 def _pairs_from_groups(
     groups: Iterable[Sequence[tuple[int, int]]], rows: list[list[int]]
 ) -> set[Pair]:
@@ -303,10 +295,10 @@ def clkhash_anonlink(
     candidate generation and one solve (at the best threshold).
     """
     ensure_pkg_resources()
+    import anonlink
     from clkhash import clk
     from clkhash.schema import from_json_dict
 
-    anonlink = import_anonlink()
     p = plain_normalise(df)
     truth = true_pairs(df.reset_index(drop=True), force_column, truth_column)
     schema = from_json_dict(clkhash_schema())

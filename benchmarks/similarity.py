@@ -166,7 +166,7 @@ def blocking_quality() -> list[dict[str, Any]]:
             )
             q = pair_quality(cand, (ti, tj), n, n, self_join=True)
             index = MatchIndex(batch.filters.shape[1], lsh=config)
-            index.add("b", "F", refs, batch.filters, list(toks) if use_tokens else [_NONE] * n)
+            index.add("b", "F", refs, batch.filters, toks if use_tokens else [_NONE] * n)
             rows.append(
                 {
                     "set": name,

@@ -177,8 +177,7 @@ def _cmin_table(nbits, threshold):  # type: ignore[no-untyped-def]
     which must not exceed ``min(p, q)``. The bound is the least such need over all ``q``;
     the kernel only looks closely at pairs whose count reaches it.
     """
-    big = np.int64(1) << 40
-    need = np.full(2 * nbits + 1, big, dtype=np.int64)
+    need = np.full(2 * nbits + 1, _BIG, dtype=np.int64)
     for s in range(2 * nbits + 1):
         c = max(0, min(s, int(np.ceil(threshold * s / 2.0))))
         while c > 0 and _score(c - 1, s) >= threshold:
@@ -187,7 +186,7 @@ def _cmin_table(nbits, threshold):  # type: ignore[no-untyped-def]
             c += 1
         if c <= s:
             need[s] = c
-    out = np.full(nbits + 1, big, dtype=np.int64)
+    out = np.full(nbits + 1, _BIG, dtype=np.int64)
     for p in range(nbits + 1):
         for q in range(nbits + 1):
             c = need[p + q]
@@ -452,7 +451,7 @@ def _topk_kernel(a, bt, pq, pb, cmin_p, qmin_blk, threshold, n, m, k, sg, nchunk
         cmin = np.empty(rows, dtype=np.int64)
         for r in range(rows):
             i = s * rows + r
-            cmin[r] = cmin_p[pq[i]] if i < n else np.int64(1) << 40
+            cmin[r] = cmin_p[pq[i]] if i < n else _BIG
         _topk_task(
             a,
             bt,

@@ -130,14 +130,11 @@ def evaluate_frame(
     if len(batches) < 2:
         raise InputError("evaluation needs records from at least two forces", field=force_column)
     result = link_batches(batches, schema, threshold=threshold, one_to_one=one_to_one)
-    predicted = {
-        (min(a, b), max(a, b))
-        for a, b in zip(
-            result.pairs["record_ref_a"].map(ref_to_row),
-            result.pairs["record_ref_b"].map(ref_to_row),
-            strict=True,
-        )
-    }
+    predicted = zip(
+        result.pairs["record_ref_a"].map(ref_to_row),
+        result.pairs["record_ref_b"].map(ref_to_row),
+        strict=True,
+    )
     figures = pair_quality(predicted, true_pairs(df, force_column, truth_column))
     return QualityReport(
         **figures,

@@ -44,7 +44,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from matcher._dice_kernels import _popcnt
+from matcher._dice_kernels import _popcnt, _score
+from matcher.batch import flat_tokens
 from matcher.errors import InputError
 from matcher.lsh import _TOKEN_DOMAIN, LshConfig, lsh_keys
 from matcher.similarity import popcounts
@@ -148,8 +149,7 @@ def _score_rows(q, qpop, rows, filters, pops, force, alive, exclude, threshold, 
         c = 0
         for t in range(w):
             c += _popcnt(q[t] & filters[i, t])
-        s_len = qpop + pops[i]
-        s = 2.0 * c / s_len if s_len > 0 else 0.0
+        s = _score(c, qpop + pops[i])
         if s < threshold:
             continue
         if filled < k:
@@ -458,12 +458,7 @@ class MatchIndex:
         hi, lo = _refs_to_words(record_refs)
         if n and len(np.unique(np.stack([hi, lo], axis=1), axis=0)) != n:
             raise InputError("a record reference appears twice in the batch", field="record_ref")
-        lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=n)
-        flat = (
-            np.concatenate([np.asarray(t, dtype=np.uint64) for t in tokens])
-            if lens.sum()
-            else np.zeros(0, np.uint64)
-        )
+        flat, offsets = flat_tokens(tokens)
         with self._write:
             snap = self._snap
             if batch_id in snap.batches:
@@ -482,7 +477,7 @@ class MatchIndex:
                 segments.append(
                     _build_segment(
                         np.ascontiguousarray(filters), hi, lo, code, _token_hash(flat),
-                        np.repeat(np.arange(n, dtype=np.int32), lens), self.lsh,
+                        np.repeat(np.arange(n, dtype=np.int32), np.diff(offsets)), self.lsh,
                     )
                 )  # fmt: skip
                 # binary-counter merging keeps O(log n) segments

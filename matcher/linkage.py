@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from matcher.batch import EncodedBatch
+from matcher.batch import EncodedBatch, TokenLists, flat_tokens
 from matcher.errors import EpochError, FingerprintError, InputError
+from matcher.lsh import _sorted_unique
 from matcher.schema import LinkageSchema
 from matcher.scoring import MatchModel, compare, levels, shipped_model, train_model
 from matcher.similarity import dice_candidates
@@ -53,12 +54,11 @@ def token_pairs(
     tokens: Sequence[NDArray[np.uint64]],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Pairs ``(i, j)``, ``i < j``, of rows that share at least one blocking token."""
-    lens = np.array([len(t) for t in tokens], dtype=np.int64)
-    if lens.sum() == 0:
+    toks, offsets = flat_tokens(tokens)
+    if len(toks) == 0:
         e = np.zeros(0, dtype=np.int64)
         return e, e
-    rows = np.repeat(np.arange(len(tokens), dtype=np.int64), lens)
-    toks = np.concatenate([np.asarray(t, dtype=np.uint64) for t in tokens])
+    rows = np.repeat(np.arange(len(tokens), dtype=np.int64), np.diff(offsets))
     order = np.lexsort((rows, toks))
     toks, rows = toks[order], rows[order]
     bounds = np.flatnonzero(np.diff(toks)) + 1
@@ -79,18 +79,8 @@ def token_pairs(
         return e0, e0
     i = np.concatenate(out_i)
     j = np.concatenate(out_j)
-    key = _unique_sorted(np.minimum(i, j) * len(tokens) + np.maximum(i, j))
+    key = _sorted_unique(np.minimum(i, j) * len(tokens) + np.maximum(i, j))
     return key // len(tokens), key % len(tokens)
-
-
-def _unique_sorted(key: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``np.unique`` for int64 keys: sort plus a neighbour mask (much faster on numpy 2.x)."""
-    key = np.sort(key, kind="stable")
-    if len(key) == 0:
-        return key
-    keep = np.ones(len(key), dtype=np.bool_)
-    keep[1:] = key[1:] != key[:-1]
-    return key[keep]
 
 
 def candidate_pairs(
@@ -104,7 +94,7 @@ def candidate_pairs(
     n = len(filters)
     di, dj, _ = dice_candidates(filters, filters, dice_threshold, self_join=True)
     ti, tj = token_pairs(tokens)
-    key = _unique_sorted(np.concatenate([di * n + dj, ti * n + tj]))
+    key = _sorted_unique(np.concatenate([di * n + dj, ti * n + tj]))
     i, j = key // n, key % n
     keep = groups[i] != groups[j]
     return i[keep], j[keep]
@@ -214,7 +204,7 @@ def link_batches(
     _check_batches(batches, schema)
     bar = _stages(sum(len(b) for b in batches), enabled=progress)
     filters = np.concatenate([b.filters for b in batches])
-    tokens: list[NDArray[np.uint64]] = [t for b in batches for t in b.blocking_tokens]
+    tokens = TokenLists.concat([TokenLists.of(b.blocking_tokens) for b in batches])
     forces = [b.force for b in batches]
     codes = {f: k for k, f in enumerate(dict.fromkeys(forces))}
     groups = np.concatenate([np.full(len(b), codes[b.force], dtype=np.int64) for b in batches])

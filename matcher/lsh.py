@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from matcher.batch import flat_tokens
 from matcher.errors import InputError
 from matcher.schema import LinkageSchema
 from matcher.similarity import dice_candidates, dice_pairs, popcounts
@@ -293,11 +294,9 @@ def record_keys(
     if tokens is not None:
         if len(tokens) != n:
             raise InputError("one token array per record is needed", field="tokens")
-        lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=n)
-        if lens.sum():
-            flat = np.concatenate([np.asarray(t, dtype=np.uint64) for t in tokens])
-            parts_k.append(flat ^ _TOKEN_DOMAIN)
-            parts_r.append(np.repeat(np.arange(n, dtype=np.int64), lens))
+        flat, offsets = flat_tokens(tokens)
+        parts_k.append(flat ^ _TOKEN_DOMAIN)
+        parts_r.append(np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)))
     return np.concatenate(parts_k), np.concatenate(parts_r)
 
 

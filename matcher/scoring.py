@@ -17,6 +17,7 @@ pattern into a match probability.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -67,8 +68,8 @@ class _Seg:
     min_bits: float  # below this popcount a segment is taken as empty
 
 
-def _segments(schema: LinkageSchema) -> dict[str, _Seg]:
-    p = schema.hardening.flip_probability if schema.hardening.mode == "rr" else 0.0
+def _segments(schema: LinkageSchema, p: float) -> dict[str, _Seg]:
+    """Each segment's words and bits; ``p`` is the hardening's bit-flip probability."""
     out = {}
     for s in schema.segments:
         noise = s.bits * p
@@ -81,7 +82,7 @@ class _Comparer:
 
     def __init__(self, schema: LinkageSchema) -> None:
         self.p = schema.hardening.flip_probability if schema.hardening.mode == "rr" else 0.0
-        self.segs = _segments(schema)
+        self.segs = _segments(schema, self.p)
 
     def counts(
         self, a: NDArray[np.uint64], b: NDArray[np.uint64], sa: str, sb: str
@@ -272,7 +273,7 @@ class MatchModel:
             prior=float(d["prior"]),
         )
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Configuration hash: recorded with every audited search so it can be replayed."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

@@ -99,6 +99,9 @@ def test_popcounts() -> None:
     x = np.array([[0, 1], [3, 2**64 - 1], [0, 0]], dtype=np.uint64)
     assert popcounts(x).tolist() == [1, 66, 0]
     assert popcounts(np.zeros((0, 16), np.uint64)).shape == (0,)
+    # enough words for the multithreaded kernel, not only the serial one
+    big = _filters(np.random.default_rng(2), 5000, 16, 0.3)
+    np.testing.assert_array_equal(popcounts(big), np.bitwise_count(big).sum(axis=1))
 
 
 def test_invariants() -> None:

@@ -39,7 +39,6 @@ __all__ = [
     "RecordIndex",
     "Snapshot",
     "result_dicts",
-    "score_pairs",
     "search",
 ]
 
@@ -94,6 +93,11 @@ class Snapshot:
     @property
     def live_count(self) -> int:
         return int(self.live[: self.n].sum())
+
+    def live_row(self, force: str, ref: str) -> int | None:
+        """The row of ``force``'s record ``ref`` if it is live in this view, else None."""
+        row = self.rows.get((force, ref))
+        return row if row is not None and row < self.n and self.live[row] else None
 
 
 class RecordIndex:
@@ -192,23 +196,19 @@ class RecordIndex:
         with self._lock:
             snap = self._snap
             live = snap.live.copy()
-            count = 0
             gone = []
             for ref in refs:
                 row = self._rows.get((force, ref))
                 if row is not None and live[row]:
                     live[row] = False
                     gone.append(ref)
-                    count += 1
             if gone:
                 self._matches.retract(force, gone)
             self._publish(snap.n, snap.filters, snap.force_ids, live, version)
-            return count
+            return len(gone)
 
     def is_live(self, force: str, ref: str) -> bool:
-        snap = self._snap
-        row = snap.rows.get((force, ref))
-        return row is not None and row < snap.n and bool(snap.live[row])
+        return self._snap.live_row(force, ref) is not None
 
     def __len__(self) -> int:
         return self._snap.live_count
@@ -218,19 +218,6 @@ class RecordIndex:
         snap = self._snap
         per_ref = 81 + 8 + 56 + 100  # str, list slot, (force, ref) tuple, dict entry
         return snap.n * (self.words * 8 + 4 + 1 + per_ref) + snap.matches.memory_bytes()
-
-
-def score_pairs(
-    model: MatchModel,
-    schema: LinkageSchema,
-    a: NDArray[np.uint64],
-    b: NDArray[np.uint64],
-    i: NDArray[np.int64],
-    j: NDArray[np.int64],
-) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-    """Match probability and per-field levels of pairs ``(a[i], b[j])`` (the one call site
-    of the scoring model)."""
-    return model.score(schema, a, b, i, j)
 
 
 def search(
@@ -261,14 +248,14 @@ def search(
     rows: list[int] = []
     for q, matches in enumerate(found):
         for m in matches:
-            row = snap.rows.get((m.force, m.record_ref))
-            if row is not None and row < snap.n and snap.live[row]:
+            row = snap.live_row(m.force, m.record_ref)
+            if row is not None:
                 qi.append(q)
                 rows.append(row)
     if qi:
         q_arr, j_arr = np.array(qi, np.int64), np.array(rows, np.int64)
         stored = snap.filters[: snap.n]
-        probs, levels = score_pairs(model, schema, subjects, stored, q_arr, j_arr)
+        probs, levels = model.score(schema, subjects, stored, q_arr, j_arr)
         for p, q, j, lv in zip(probs.tolist(), qi, rows, levels, strict=True):
             band = model.band(p)
             if band is None:
