@@ -21,8 +21,9 @@ import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
 
+from matcher import _fastencode as fe
 from matcher import normalise as nz
-from matcher.encoding._textnorm import _arrays, _helper
+from matcher.encoding._textnorm import _arrays
 
 __all__ = ["Dates", "read_dates", "ymd_of"]
 
@@ -33,7 +34,7 @@ _MONTH_KEYS = np.array([int.from_bytes(k.encode(), "big") for k in _NAMES], dtyp
 _MONTH_VALUES = np.array([nz._MONTHS[k] for k in _NAMES], dtype=np.int64)
 
 
-@_helper
+@fe.helper
 def _digits(data, a, b):  # type: ignore[no-untyped-def]
     """The number written ``data[a:b]`` in ASCII digits, or -1."""
     v = 0
@@ -45,7 +46,7 @@ def _digits(data, a, b):  # type: ignore[no-untyped-def]
     return v
 
 
-@_helper
+@fe.helper
 def _is_sep(ch, space):  # type: ignore[no-untyped-def]
     return ch == 45 or ch == 47 or ch == 46 or (space and ch == 32)
 

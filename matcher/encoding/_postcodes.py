@@ -26,6 +26,7 @@ import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
 
+from matcher import _fastencode as fe
 from matcher import normalise as nz
 from matcher.encoding._textnorm import (
     _PLACEHOLDERS,
@@ -34,7 +35,7 @@ from matcher.encoding._textnorm import (
     Rows,
     _arrays,
     _blank_or_placeholder,
-    _helper,
+    _is_digit,
     _lookup,
     _probe,
     _Table,
@@ -71,18 +72,13 @@ for _wrong, _right in nz._INWARD_DIGIT_FIX.items():
     _FIX[ord(_wrong)] = ord(_right)
 
 
-@_helper
+@fe.helper
 def _is(c, masks, k):  # type: ignore[no-untyped-def]
     """Whether upper-case letter ``c`` is in letter class ``k``."""
     return 65 <= c <= 90 and (masks[k] >> (c - 65)) & 1 == 1
 
 
-@_helper
-def _digit(c):  # type: ignore[no-untyped-def]
-    return 48 <= c <= 57
-
-
-@_helper
+@fe.helper
 def _outward(buf, s, n, masks, special):  # type: ignore[no-untyped-def]
     """Whether ``buf[s:s + n]`` is a UK outward code (A9, A99, AA9, AA99, A9A, AA9A, GIR
     and the overseas codes)."""
@@ -95,14 +91,14 @@ def _outward(buf, s, n, masks, special):  # type: ignore[no-untyped-def]
         return False
     c1 = buf[s + 1]
     if n == 2:
-        return _digit(c1)
+        return _is_digit(c1)
     c2 = buf[s + 2]
     if n == 3:
-        return (_digit(c1) and (_digit(c2) or _is(c2, masks, 2))) or (
-            _is(c1, masks, 1) and _digit(c2)
+        return (_is_digit(c1) and (_is_digit(c2) or _is(c2, masks, 2))) or (
+            _is(c1, masks, 1) and _is_digit(c2)
         )
     c3 = buf[s + 3]
-    return _is(c1, masks, 1) and _digit(c2) and (_digit(c3) or _is(c3, masks, 3))
+    return _is(c1, masks, 1) and _is_digit(c2) and (_is_digit(c3) or _is(c3, masks, 3))
 
 
 @njit(cache=True)
@@ -134,7 +130,7 @@ def _postcode_kernel(offsets, data, null, placeholders, masks, special, fix):  #
                 break
             if 97 <= c <= 122:
                 c -= 32
-            if _digit(c) or 65 <= c <= 90:
+            if _is_digit(c) or 65 <= c <= 90:
                 out[p] = c
                 p += 1
         if not printable:
@@ -150,7 +146,7 @@ def _postcode_kernel(offsets, data, null, placeholders, masks, special, fix):  #
             if fix[out[i0]]:
                 out[i0] = fix[out[i0]]
             ok = (
-                _digit(out[i0])
+                _is_digit(out[i0])
                 and _is(out[i0 + 1], masks, 4)
                 and _is(out[i0 + 2], masks, 4)
                 and _outward(out, pos, ln - 3, masks, special)

@@ -99,20 +99,17 @@ assert nz._STREET_OR_SAINT == "st"
 
 
 # --------------------------------------------------------------------------- kernels
-_helper = fe.helper  # (compiled without reference counting: see there)
-
-
-@_helper
+@fe.helper
 def _lower(c):  # type: ignore[no-untyped-def]
     return c + 32 if 65 <= c <= 90 else c
 
 
-@_helper
+@fe.helper
 def _is_alpha(c):  # type: ignore[no-untyped-def]
     return 97 <= c <= 122
 
 
-@_helper
+@fe.helper
 def _is_digit(c):  # type: ignore[no-untyped-def]
     return 48 <= c <= 57
 
@@ -120,7 +117,7 @@ def _is_digit(c):  # type: ignore[no-untyped-def]
 _LONG = np.uint64(0xFFFFFFFFFFFFFFFF)  # the key of a word of over 16 bytes: in no table
 
 
-@_helper
+@fe.helper
 def _word_key(buf, s, e):  # type: ignore[no-untyped-def]
     """The lower-cased bytes ``buf[s:e]`` as two zero-padded uint64s (``_LONG`` twice
     for more than 16 bytes)."""
@@ -137,7 +134,7 @@ def _word_key(buf, s, e):  # type: ignore[no-untyped-def]
     return a, b
 
 
-@_helper
+@fe.helper
 def _probe(a, b, table):  # type: ignore[no-untyped-def]
     """Index of the word with key ``(a, b)`` in a word table, or -1."""
     slot, ka, kb, shift = table
@@ -176,7 +173,7 @@ def _byte_classes() -> NDArray[np.uint8]:
 _CLASSES = _byte_classes()
 
 
-@_helper
+@fe.helper
 def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
     """The words of printable ASCII ``data[s:e]`` for a field kind, lower case.
 
@@ -253,7 +250,7 @@ def _split_words(kind, data, s, e, w):  # type: ignore[no-untyped-def]
     return nw, 0 if alnum else 1
 
 
-@_helper
+@fe.helper
 def _put(out, pos, src, s, e, first):  # type: ignore[no-untyped-def]
     """``src[s:e]`` to ``out[pos:]``, after a space unless ``first``; the new end."""
     if not first:
@@ -265,7 +262,7 @@ def _put(out, pos, src, s, e, first):  # type: ignore[no-untyped-def]
     return pos
 
 
-@_helper
+@fe.helper
 def _blank_or_placeholder(data, s, e, placeholders):  # type: ignore[no-untyped-def]
     """Whether ``data[s:e]`` is blank (spaces) or, without the spaces around it, a
     missing-value placeholder ("n/a", "unknown" ...)."""
@@ -279,7 +276,7 @@ def _blank_or_placeholder(data, s, e, placeholders):  # type: ignore[no-untyped-
     return _probe(a, b, placeholders) >= 0
 
 
-@_helper
+@fe.helper
 def _missing(data, s, e, placeholders):  # type: ignore[no-untyped-def]
     """:func:`matcher.normalise.is_missing` of printable ASCII ``data[s:e]``: blank, a
     placeholder ("n/a", "unknown" ...) or without a letter or digit."""
@@ -292,7 +289,7 @@ def _missing(data, s, e, placeholders):  # type: ignore[no-untyped-def]
     return not alnum or _blank_or_placeholder(data, s, e, placeholders)
 
 
-@_helper
+@fe.helper
 def _name(data, s, e, w, out, pos, titles, leading):  # type: ignore[no-untyped-def]
     """A name's words without titles (Sir, Lord ... only before another word) to
     ``out[pos:]``; returns the new end (-1: not printable ASCII)."""
@@ -310,7 +307,7 @@ def _name(data, s, e, w, out, pos, titles, leading):  # type: ignore[no-untyped-
     return pos
 
 
-@_helper
+@fe.helper
 def _name_list(data, s, e, w, out, pos, ent, tables):  # type: ignore[no-untyped-def]
     """The entries of a name list (between ``;|/,``: names, without placeholders and
     repeats) to ``out[pos:]``, separated by ``NAMES_SEPARATOR``; returns the new end (-1: not
@@ -355,7 +352,7 @@ def _name_list(data, s, e, w, out, pos, ent, tables):  # type: ignore[no-untyped
     return pos
 
 
-@_helper
+@fe.helper
 def _place(data, s, e, kind, w, out, pos, tables, check):  # type: ignore[no-untyped-def]
     """A town's or address's words to ``out[pos:]``; returns the new end.
 
@@ -422,7 +419,7 @@ def _work(offsets, classes):  # type: ignore[no-untyped-def]
     return out, rows, w, (np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64))
 
 
-@_helper
+@fe.helper
 def _settle(r, got, pos, status, ends):  # type: ignore[no-untyped-def]
     """Row ``r``'s output ends at ``got`` (-1: left to the normalisers; none written:
     missing); returns where the next row's starts."""
