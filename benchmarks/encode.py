@@ -31,7 +31,6 @@ here asserts on time.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import multiprocessing
 import os
@@ -73,7 +72,7 @@ def build_records(n: int) -> pd.DataFrame:
         seed += 1
     df = pd.concat(parts, ignore_index=True).iloc[:n].copy()
     df["id"] = [f"R{i:08d}" for i in range(len(df))]
-    return df.reset_index(drop=True)
+    return df
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     hardened = default_schema()
     plain = default_schema(Hardening(mode="none"))
 
-    # One process, as the headline compares single-process speeds; a fresh secret per run
-    # keeps matcher's per-process encoder caches cold, as for a force's first batch.
-    kwargs: dict[str, Any] = {"id_column": "id"}
-    if "workers" in inspect.signature(encode_frame).parameters:
-        kwargs["workers"] = 1
-
     def run_matcher(schema: LinkageSchema, *, cold: bool = True, frame: Any = arrow_df) -> None:
         # Cold: the encoder's process-wide caches of normalised values are cleared first,
         # as for a force's first batch; clkhash has no such caches, so cold is the
@@ -114,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if cold:
             clear_caches()
         fresh = LinkageSecret(epoch=1, secret=os.urandom(32))
-        encode_frame(frame, schema, fresh, "F01", **kwargs)
+        # One process, as the headline compares single-process speeds.
+        encode_frame(frame, schema, fresh, "F01", id_column="id", workers=1)
 
     run_matcher(hardened, cold=False)  # compile / load the numba kernels first
     print(f"encode: {n} records, matcher (hardened) ...", file=sys.stderr, flush=True)

@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, object] = {"seed": args.seed, "corruption": args.corruption, "sets": {}}
     sets: dict[str, object] = {}
     for name, (source, n_forces) in STANDARD_SETS.items():
         df = build_multiforce(source, n_forces=n_forces, seed=args.seed, corruption=args.corruption)
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             "forces": int(df["force"].nunique()),
             "true_cross_force_pairs": len(true_cross_force_pairs(df)),
         }
-    summary["sets"] = sets
+    summary = {"seed": args.seed, "corruption": args.corruption, "sets": sets}
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -39,6 +39,8 @@ from typing import Literal, get_args
 import pandas as pd
 
 from matcher.errors import InputError
+from matcher.evaluate import true_pairs
+from matcher.normalise import nickname_table
 
 __all__ = [
     "COLUMNS",
@@ -220,20 +222,13 @@ def split_by_force(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def true_cross_force_pairs(df: pd.DataFrame) -> set[tuple[str, str]]:
-    """Pairs of ``id`` of the same person held by different forces, each as ``(min, max)``."""
-    pairs: set[tuple[str, str]] = set()
+    """Pairs of ``id`` of the same person held by different forces, each as ``(min, max)``.
+
+    The pairs of :func:`matcher.evaluate.true_pairs`, named by ``id`` instead of row.
+    """
     ids = df["id"].astype(str).tolist()
-    forces = df["force"].astype(str).tolist()
-    people: dict[str, list[int]] = {}
-    for i, person in enumerate(df["person"].astype(str).tolist()):
-        people.setdefault(person, []).append(i)
-    for rows in people.values():
-        for a_pos, a in enumerate(rows):
-            for b in rows[a_pos + 1 :]:
-                if forces[a] != forces[b]:
-                    x, y = ids[a], ids[b]
-                    pairs.add((x, y) if x < y else (y, x))
-    return pairs
+    pairs = ((ids[i], ids[j]) for i, j in true_pairs(df, "force", "person"))
+    return {(x, y) if x < y else (y, x) for x, y in pairs}
 
 
 def read_set(path: str | Path) -> pd.DataFrame:
@@ -259,9 +254,10 @@ def _generate(
         return random.Random(f"{source}:{n_forces}:{seed}:{purpose}")
 
     recs = _load(source)
+    people = list(_by_person(recs).values())
     forces = [f"F{i:02d}" for i in range(1, n_forces + 1)]
-    _assign_forces(recs, forces, source, rng("forces"))
-    _assign_people(recs, rng("people"), rates)
+    _assign_forces(people, forces, source, rng("forces"))
+    _assign_people(people, rng("people"), rates)
     postcode = _postcode_mapper(random.Random(f"postcode:{seed}"))
     surnames = sorted({r.surname for r in recs if not r.dup and r.surname})
     nick_to_full, full_to_nicks = _nicknames()
@@ -332,9 +328,11 @@ def _by_person(recs: Iterable[_Rec]) -> dict[str, list[_Rec]]:
     return people
 
 
-def _assign_forces(recs: list[_Rec], forces: list[str], source: str, r: random.Random) -> None:
+def _assign_forces(
+    people: list[list[_Rec]], forces: list[str], source: str, r: random.Random
+) -> None:
     """Spread each person's records over distinct forces, a few staying in one force."""
-    for group in _by_person(recs).values():
+    for group in people:
         if source == "febrl4":
             pair = forces[:2] if len(forces) == 2 else r.sample(forces, 2)
             for rec in group:
@@ -350,9 +348,9 @@ def _assign_forces(recs: list[_Rec], forces: list[str], source: str, r: random.R
             used.append(rec.force)
 
 
-def _assign_people(recs: list[_Rec], r: random.Random, rates: Mapping[str, float]) -> None:
+def _assign_people(people: list[list[_Rec]], r: random.Random, rates: Mapping[str, float]) -> None:
     """Sex and middle name per person; copied to (some of) that person's records."""
-    for group in _by_person(recs).values():
+    for group in people:
         names = [g.forename for g in group if g.forename]
         first = names[0] if names else ""
         if first in _FEMALE:
@@ -371,10 +369,9 @@ def _assign_people(recs: list[_Rec], r: random.Random, rates: Mapping[str, float
                 rec.middle = middle
 
 
-def _nicknames() -> tuple[dict[str, str], dict[str, list[str]]]:
-    from matcher.normalise import nickname_table
-
-    nick_to_full = {k.casefold(): v.casefold() for k, v in nickname_table().items() if k != v}
+def _nicknames() -> tuple[Mapping[str, str], dict[str, list[str]]]:
+    """Nickname -> full name (the shared, already lower-case table) and its inverse."""
+    nick_to_full = nickname_table()
     full_to_nicks: dict[str, list[str]] = {}
     for nick, full in sorted(nick_to_full.items()):
         full_to_nicks.setdefault(full, []).append(nick)

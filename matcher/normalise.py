@@ -305,7 +305,8 @@ def _pivot(yy: int) -> int:
     return 1900 + yy if yy > _dt.date.today().year % 100 else 2000 + yy
 
 
-def _day_first(d: int, m: int, y: int) -> tuple[int, int, int]:
+def _month_or_day(y: int, m: int, d: int) -> tuple[int, int, int]:
+    """``(y, m, d)``, with month and day swapped where only the day can be a month."""
     if m > 12 and d <= 12:  # a US-order export
         d, m = m, d
     return _checked(y, m, d)
@@ -328,18 +329,17 @@ def _eight_digits(s: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _parse_date_text(text: str) -> tuple[int, int, int] | None:
-    # pandas writes a missing datetime as "NaT"; not a general placeholder ("Nat").
-    if is_missing(text) or text.strip().casefold() == "nat":
+    if is_missing(text):
         return None
-    s = _TIME_SUFFIX.sub("", text.strip().casefold(), count=1)
+    s = text.strip().casefold()
+    if s == "nat":  # pandas' missing datetime; not a general placeholder ("Nat")
+        return None
+    s = _TIME_SUFFIX.sub("", s, count=1)
     if mt := _YMD.fullmatch(s):
-        y, m, d = int(mt[1]), int(mt[3]), int(mt[4])
-        if m > 12 and d <= 12:
-            m, d = d, m
-        return _checked(y, m, d)
+        return _month_or_day(int(mt[1]), int(mt[3]), int(mt[4]))
     if mt := _DMY.fullmatch(s):
         y = int(mt[4])
-        return _day_first(int(mt[1]), int(mt[3]), _pivot(y) if len(mt[4]) == 2 else y)
+        return _month_or_day(_pivot(y) if len(mt[4]) == 2 else y, int(mt[3]), int(mt[1]))
     if mt := _DIGITS.fullmatch(s):
         return _eight_digits(mt[1])
     if mt := _DAY_MONTH.fullmatch(s):

@@ -146,20 +146,13 @@ class LinkageSchema:
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for f in self.fields:
-            for c in f.columns:
-                seen[c] = None
-        return tuple(seen)
+        """Every field's columns, each once, in field order."""
+        return tuple(dict.fromkeys(c for f in self.fields for c in f.columns))
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for f in self.fields:
-            if f.required:
-                for c in f.columns:
-                    seen[c] = None
-        return tuple(seen)
+        """The columns of the required fields, each once, in field order."""
+        return tuple(dict.fromkeys(c for f in self.fields if f.required for c in f.columns))
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

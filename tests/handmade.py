@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-# (person, force, forename, surname, middle_names, aliases, dob, sex, postcode, address, town)
+# Each row's values, in this order (matcher.datasets.COLUMNS has another order, and an id).
+COLUMNS = [
+    "person",
+    "force",
+    "forename",
+    "surname",
+    "middle_names",
+    "aliases",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address",
+    "town",
+]
+
 ROWS = [
     # a nickname, day/month swapped, different date formats
     (
@@ -278,20 +292,6 @@ ROWS = [
         "1 Byres Road",
         "Glasgow",
     ),
-]
-
-COLUMNS = [
-    "person",
-    "force",
-    "forename",
-    "surname",
-    "middle_names",
-    "aliases",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address",
-    "town",
 ]
 
 
