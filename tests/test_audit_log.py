@@ -68,6 +68,7 @@ def test_public_api_is_exactly_the_intended_names() -> None:
         "AUDIT_PUBLIC_KEY_FILE",
         "CATEGORIES",
         "GENESIS_HASH",
+        "REPORT_FORMATS",
         "AuditEntry",
         "AuditEvent",
         "AuditLog",

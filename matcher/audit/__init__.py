@@ -49,7 +49,7 @@ from matcher.audit._replay import (
     is_replayable,
     replay,
 )
-from matcher.audit._report import AuditReport, build_report, render
+from matcher.audit._report import REPORT_FORMATS, AuditReport, build_report, render
 from matcher.audit._store import grant_service_role
 from matcher.audit._store_replay import StoreReplayer
 from matcher.audit._verify import VerifyProblem, VerifyReport, verify
@@ -59,6 +59,7 @@ __all__ = [
     "AUDIT_PUBLIC_KEY_FILE",
     "CATEGORIES",
     "GENESIS_HASH",
+    "REPORT_FORMATS",
     "AuditEntry",
     "AuditEvent",
     "AuditLog",

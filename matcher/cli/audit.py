@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from matcher.audit import (
+    REPORT_FORMATS,
     StoreReplayer,
     build_report,
     export_from_server,
@@ -32,7 +33,6 @@ from matcher.audit import (
     replay,
     verify,
 )
-from matcher.audit._report import REPORT_FORMATS
 from matcher.errors import InputError
 
 
